@@ -1,0 +1,1 @@
+"""PostgreSQL: connection pool, embedded cluster, migrations, readiness."""

@@ -1,0 +1,145 @@
+"""`codeforge` — the command line.
+
+    codeforge serve [--host H] [--port P]    API + admin pages (+ workers, later)
+    codeforge migrate up|down|status         database schema
+    codeforge config show [--json]           the effective configuration and its sources
+
+Every command takes `--config FILE` (or CODEFORGE_CONFIG). Problems a user can
+fix (bad config, unreachable database) end with one line on stderr and a
+non-zero exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from codeforge import __version__
+from codeforge.config import ConfigError, LoadedConfig, effective_items, load_config
+from codeforge.ports.errors import PortError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="FILE",
+        default=argparse.SUPPRESS,
+        help="a YAML config file layered over the defaults (env: CODEFORGE_CONFIG)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="codeforge",
+        description="Run LLM coding agents on your git repositories, safely and observably.",
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"codeforge {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    serve = commands.add_parser(
+        "serve", parents=[common], help="serve the HTTP API and admin pages"
+    )
+    serve.add_argument("--host", help="address to listen on (http.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (http.port)")
+    serve.set_defaults(handler=_serve)
+
+    migrate = commands.add_parser("migrate", parents=[common], help="manage the database schema")
+    migrate.add_argument("action", choices=["up", "down", "status"])
+    migrate.add_argument(
+        "--steps", type=int, default=None, help="with `down`: how many to roll back (default: all)"
+    )
+    migrate.set_defaults(handler=_migrate)
+
+    config = commands.add_parser("config", parents=[common], help="inspect the configuration")
+    config.add_argument("action", choices=["show"])
+    config.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    config.set_defaults(handler=_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    flags = {"http.host": getattr(args, "host", None), "http.port": getattr(args, "port", None)}
+    config_file = getattr(args, "config", None)
+    try:
+        loaded = load_config(config_file=config_file, flags=flags)
+    except ConfigError as e:
+        print(f"codeforge: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    handler: Callable[[LoadedConfig, argparse.Namespace], int] = args.handler
+    try:
+        return handler(loaded, args)
+    except PortError as e:
+        print(f"codeforge: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _config(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    rows = effective_items(loaded)
+    if args.json:
+        print(json.dumps({k: {"value": v, "source": s} for k, v, s in rows}, indent=2))
+        return EXIT_OK
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, source in rows:
+        print(f"{key:<{width}}  {_show(value):<30}  # {source}")
+    return EXIT_OK
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, str | bool) or value is None else str(value)
+
+
+def _migrate(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from codeforge.log import configure_logging
+
+    writer = configure_logging(
+        level=loaded.settings.log.level, fmt=loaded.settings.log.format, stream=sys.stderr
+    )
+    try:
+        return asyncio.run(_run_migrations(loaded, args.action, args.steps))
+    finally:
+        writer.close()
+
+
+async def _run_migrations(loaded: LoadedConfig, action: str, steps: int | None) -> int:
+    from codeforge.container import Container
+
+    container = Container(settings=loaded.settings)
+    try:
+        migrator = await container.migrator()
+        if action == "status":
+            states = await asyncio.to_thread(migrator.status)
+            for state in states:
+                print(f"{'applied' if state.applied else 'pending':<8} {state.id}")
+            if not states:
+                print("no migrations found")
+        elif action == "up":
+            applied = await asyncio.to_thread(migrator.apply)
+            print("\n".join(f"applied  {m}" for m in applied) or "nothing to apply")
+        else:
+            rolled = await asyncio.to_thread(migrator.rollback, steps)
+            print("\n".join(f"rolled back {m}" for m in rolled) or "nothing to roll back")
+        return EXIT_OK
+    finally:
+        result = container.shutdown_resources()
+        if result is not None:
+            await result
+
+
+def _serve(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from codeforge.serve import serve
+
+    return asyncio.run(serve(loaded))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,40 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from codeforge import __version__
+from codeforge.http.errors import EXCEPTION_HANDLERS
+from codeforge.http.health import HealthController
+from codeforge.http.request_context import request_context_middleware
+from codeforge.runtime import Runtime
+
+
+def create_app(runtime: Runtime) -> Litestar:
+    """Build the ASGI app around a runtime; starting the runtime is the caller's job."""
+    settings = runtime.settings
+    app = Litestar(
+        route_handlers=[HealthController],
+        # Container providers reach handlers through Litestar's own DI.
+        dependencies={"readiness": Provide(lambda: runtime.readiness, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.http.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="CodeForge API",
+            version=__version__,
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
+        # Logging is configured once by codeforge.log; Litestar must not add its own.
+        logging_config=None,
+        debug=False,
+    )
+    # Route middleware does not see requests that match no route (404/405), yet
+    # those need a request id too; so the context wraps the whole handler chain,
+    # outside Litestar's exception handling.
+    app.asgi_handler = request_context_middleware(app.asgi_handler)
+    return app

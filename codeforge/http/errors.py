@@ -1,0 +1,104 @@
+"""Every error becomes an `application/problem+json` response here, and only here.
+
+Controllers never catch: domain errors, validation errors and anything
+unexpected are mapped once. An unexpected error is logged with its traceback
+and answered with a 500 that carries the request id — never the traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+
+from codeforge.domain.errors import (
+    BudgetExceeded,
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    PolicyDenied,
+    ValidationFailed,
+)
+
+PROBLEM_JSON = "application/problem+json"
+
+log = structlog.get_logger("codeforge.http")
+
+STATUS_OF: dict[type[DomainError], int] = {
+    NotFound: 404,
+    Conflict: 409,
+    ValidationFailed: 422,
+    Forbidden: 403,
+    PolicyDenied: 403,
+    BudgetExceeded: 402,
+}
+
+TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    402: "Payment Required",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
+
+
+def problem(
+    request: Request[Any, Any, Any],
+    status: int,
+    detail: str,
+    *,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[dict[str, Any]]:
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    }
+    body.update(extra or {})
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
+    status = next((s for t, s in STATUS_OF.items() if isinstance(exc, t)), 400)
+    extra = {"errors": [{"field": exc.field, "message": exc.message}]} if exc.field else None
+    return problem(request, status, exc.message, extra=extra)
+
+
+def validation_error(
+    request: Request[Any, Any, Any], exc: ValidationException
+) -> Response[dict[str, Any]]:
+    errors = exc.extra if isinstance(exc.extra, list) else []
+    return problem(request, 400, exc.detail, extra={"errors": errors} if errors else None)
+
+
+def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
+    return problem(request, exc.status_code, exc.detail, headers=exc.headers)
+
+
+def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.error("unhandled error", path=request.url.path, exc_info=exc)
+    return problem(request, 500, "An unexpected error occurred; quote the request id to report it.")
+
+
+EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
+    DomainError: domain_error,
+    ValidationException: validation_error,
+    HTTPException: http_error,
+    Exception: unexpected_error,
+}
+
+__all__ = ["EXCEPTION_HANDLERS", "PROBLEM_JSON", "problem"]

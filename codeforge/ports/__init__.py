@@ -1,0 +1,1 @@
+"""Protocols for everything outside CodeForge: stores, queue, sandbox, LLM, VCS, probes."""

@@ -1,0 +1,71 @@
+"""Readiness: every registered probe, run at once, each under a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Literal
+
+from msgspec import Struct
+
+from codeforge.ports.readiness import ReadinessProbe
+
+Status = Literal["up", "down"]
+
+
+class ProbeResult(Struct, frozen=True):
+    status: Status
+    latency_ms: float
+    error: str | None = None
+
+
+class ReadinessReport(Struct, frozen=True):
+    status: Literal["ready", "unavailable"]
+    checks: dict[str, ProbeResult]
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+class Readiness:
+    """The registry behind `/health/ready`.
+
+    Later parts of the system (queue, LLM endpoint, sandbox) register their own
+    probes at start. A probe that raises or overruns `timeout` is reported `down`
+    with its error; one down probe makes the whole report `unavailable`.
+    """
+
+    def __init__(self, timeout: float = 2.0) -> None:
+        self._probes: dict[str, ReadinessProbe] = {}
+        self._timeout = timeout
+
+    def register(self, probe: ReadinessProbe) -> None:
+        self._probes[probe.name] = probe
+
+    def unregister(self, name: str) -> None:
+        self._probes.pop(name, None)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._probes)
+
+    async def report(self) -> ReadinessReport:
+        names = self.names
+        results = await asyncio.gather(*(self._run(self._probes[n]) for n in names))
+        checks = dict(zip(names, results, strict=True))
+        ready = all(r.status == "up" for r in results)
+        return ReadinessReport(status="ready" if ready else "unavailable", checks=checks)
+
+    async def _run(self, probe: ReadinessProbe) -> ProbeResult:
+        started = time.perf_counter()
+        try:
+            await asyncio.wait_for(probe.check(), self._timeout)
+        except TimeoutError:
+            error: str | None = f"no answer within {self._timeout:g}s"
+        except Exception as e:  # a probe's failure is data for the report, not a crash
+            error = f"{type(e).__name__}: {e}".strip().rstrip(":")
+        else:
+            error = None
+        latency = round((time.perf_counter() - started) * 1000, 2)
+        return ProbeResult(status="down" if error else "up", latency_ms=latency, error=error)

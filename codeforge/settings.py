@@ -1,0 +1,141 @@
+"""The typed shape of CodeForge's configuration.
+
+Every field here has a default equal to the built-in layer
+(`config/codeforge.yaml`; a test keeps the two identical) and is documented in
+`config/codeforge.example.yaml`. Loading and layering live in `codeforge.config`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta, Struct
+
+Port = Annotated[int, Meta(ge=1, le=65535)]
+PortOrAuto = Annotated[int, Meta(ge=0, le=65535)]
+Seconds = Annotated[float, Meta(gt=0)]
+PositiveInt = Annotated[int, Meta(ge=1)]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+
+class Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Base of every settings section: immutable, and unknown keys are errors."""
+
+
+class HttpSettings(Section, frozen=True):
+    host: str = "127.0.0.1"
+    port: Port = 8080
+    # Bodies larger than this are refused with 413 before they are read whole.
+    max_body_bytes: PositiveInt = 10 * 1024 * 1024
+
+
+class RateLimitSettings(Section, frozen=True):
+    """Token buckets per client IP and per API key; reloadable on SIGHUP."""
+
+    enabled: bool = True
+    per_ip_per_minute: PositiveInt = 600
+    per_key_per_minute: PositiveInt = 1200
+    burst: PositiveInt = 60
+
+
+class LogSettings(Section, frozen=True):
+    level: LogLevel = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    queue_size: Annotated[int, Meta(ge=100)] = 10_000
+
+
+class PoolSettings(Section, frozen=True):
+    min_size: Annotated[int, Meta(ge=0)] = 2
+    max_size: PositiveInt = 15
+    max_lifetime: Seconds = 3600.0
+    max_idle: Seconds = 600.0
+    health_check_period: Seconds = 60.0
+    # How long a request waits for a free connection before failing.
+    timeout: Seconds = 30.0
+
+
+class EmbeddedDatabaseSettings(Section, frozen=True):
+    # Empty means <data_dir>/postgres.
+    dir: str = ""
+    # 0 picks a free loopback port at each start.
+    port: PortOrAuto = 0
+    start_timeout: Seconds = 60.0
+
+
+class DatabaseSettings(Section, frozen=True):
+    # Empty means: run the embedded PostgreSQL under the data dir.
+    url: str = ""
+    migrate_on_start: bool = True
+    pool: PoolSettings = msgspec.field(default_factory=PoolSettings)
+    embedded: EmbeddedDatabaseSettings = msgspec.field(default_factory=EmbeddedDatabaseSettings)
+
+
+class QueueSettings(Section, frozen=True):
+    kind: Literal["memory", "nats"] = "memory"
+    url: str = "nats://127.0.0.1:4222"
+
+
+class SandboxSettings(Section, frozen=True):
+    # auto: bwrap where bubblewrap works, else mount.
+    kind: Literal["auto", "mount", "bwrap", "docker", "hybrid"] = "auto"
+
+
+class LlmSettings(Section, frozen=True):
+    kind: Literal["openai", "replay"] = "openai"
+    base_url: str = ""
+    # The name of a secret (CODEFORGE_SECRET_<NAME> or the file store), never the key itself.
+    api_key_secret: str = ""
+    default_model: str = ""
+    timeout: Seconds = 120.0
+
+
+class ShutdownSettings(Section, frozen=True):
+    """Upper bounds for each shutdown phase; a phase that overruns is logged and skipped."""
+
+    http_timeout: Seconds = 10.0
+    work_timeout: Seconds = 30.0
+    queue_timeout: Seconds = 10.0
+    pool_timeout: Seconds = 10.0
+
+
+class Settings(Section, frozen=True):
+    data_dir: str = "./.codeforge"
+    service_name: str = "codeforge"
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    queue: QueueSettings = msgspec.field(default_factory=QueueSettings)
+    sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
+    llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
+    shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def embedded_database_path(self) -> Path:
+        configured = self.database.embedded.dir
+        return (
+            Path(configured).expanduser().resolve() if configured else self.data_path / "postgres"
+        )
+
+    def problems(self) -> list[tuple[str, str]]:
+        """Rules that span fields: (dotted key, what is expected) for each violation."""
+        found: list[tuple[str, str]] = []
+        pool = self.database.pool
+        if pool.min_size > pool.max_size:
+            found.append(
+                ("database.pool.min_size", f"at most database.pool.max_size ({pool.max_size})")
+            )
+        url = self.database.url
+        if url and not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            found.append(
+                ("database.url", "a PostgreSQL URL such as postgresql://user@host:5432/db")
+            )
+        if not self.queue.url.startswith(("nats://", "tls://")) and self.queue.kind == "nats":
+            found.append(("queue.url", "a NATS URL such as nats://127.0.0.1:4222"))
+        return found
