@@ -520,6 +520,10 @@ def _build_formatter(*, service: str, console: bool, colors: bool) -> logging.Fo
     )
 
 
+# "event" became "msg"; uvicorn's "color_message" repeats msg with ANSI escapes.
+_DISCARDED_KEYS = frozenset({"event", "color_message"})
+
+
 class _Shaper:
     """Rename ``event`` to ``msg``, add ``service``, and put the reserved keys first."""
 
@@ -543,7 +547,7 @@ class _Shaper:
             if key in event_dict:
                 shaped[key] = event_dict[key]
         for key, value in event_dict.items():
-            if key != "event" and key not in shaped and key not in _RESERVED_KEYS:
+            if key not in shaped and key not in _RESERVED_KEYS and key not in _DISCARDED_KEYS:
                 shaped[key] = value
         return shaped
 

@@ -187,7 +187,10 @@ def test_stdlib_records_come_out_in_the_same_shape(configure: Configure) -> None
     writer = configure(stream=stream)
     bind_context(request_id="req-7")
 
-    logging.getLogger("uvicorn.error").warning("Started server process [%d]", 42)
+    # uvicorn passes a colourised copy of the message; it must not leak into JSON.
+    logging.getLogger("uvicorn.error").warning(
+        "Started server process [%d]", 42, extra={"color_message": "Started \x1b[36m%d\x1b[0m"}
+    )
     access.info("GET / 200", extra={"status": 200})
     logging.getLogger("yoyo.migrations").info("applied")
     writer.close()
