@@ -3,6 +3,8 @@
     codeforge serve [--host H] [--port P]    API + admin pages (+ workers, later)
     codeforge migrate up|down|status         database schema
     codeforge config show [--json]           the effective configuration and its sources
+    codeforge keys create|list|revoke        API keys
+    codeforge secrets set|list|delete        the file secret store under the data dir
 
 Every command takes `--config FILE` (or CODEFORGE_CONFIG). Problems a user can
 fix (bad config, unreachable database) end with one line on stderr and a
@@ -20,6 +22,7 @@ from typing import Any
 
 from codeforge import __version__
 from codeforge.config import ConfigError, LoadedConfig, effective_items, load_config
+from codeforge.domain.errors import DomainError
 from codeforge.ports.errors import PortError
 
 EXIT_OK = 0
@@ -61,6 +64,28 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("action", choices=["show"])
     config.add_argument("--json", action="store_true", help="print JSON instead of a table")
     config.set_defaults(handler=_config)
+
+    keys = commands.add_parser("keys", parents=[common], help="manage API keys")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("key_id", nargs="?", help="with `revoke`: the key's id")
+    keys.add_argument("--role", choices=["admin", "member", "viewer"], default="member")
+    keys.add_argument("--name", default="cli", help="a label for the key")
+    keys.add_argument(
+        "--tenant", default="default", help="tenant name (created if missing); default: default"
+    )
+    keys.set_defaults(handler=_keys)
+
+    secrets = commands.add_parser(
+        "secrets", parents=[common], help="manage secrets in the file store (data_dir/secrets)"
+    )
+    secrets.add_argument("action", choices=["set", "list", "delete"])
+    secrets.add_argument("name", nargs="?", help="the secret's name, e.g. OPENAI_API_KEY")
+    secrets.add_argument(
+        "--value-from-stdin",
+        action="store_true",
+        help="with `set`: read the value from standard input instead of prompting",
+    )
+    secrets.set_defaults(handler=_secrets)
     return parser
 
 
@@ -78,6 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(loaded, args)
     except PortError as e:
         print(f"codeforge: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except DomainError as e:
+        print(f"codeforge: {e.message}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
@@ -133,6 +161,91 @@ async def _run_migrations(loaded: LoadedConfig, action: str, steps: int | None) 
         result = container.shutdown_resources()
         if result is not None:
             await result
+
+
+def _keys(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from codeforge.log import configure_logging
+
+    writer = configure_logging(level="warning", fmt="console", stream=sys.stderr)
+    try:
+        return asyncio.run(_run_keys(loaded, args))
+    finally:
+        writer.close()
+
+
+async def _run_keys(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    import uuid
+
+    from codeforge.domain.keys import Principal, Role
+    from codeforge.runtime import Runtime
+
+    runtime = Runtime(_container(loaded))
+    try:
+        await runtime.start(issue_first_admin_key=False)
+        keys = runtime.services.api_keys
+        if args.action == "create":
+            issued = await keys.create_for_tenant_name(
+                name=args.name, role=Role(args.role), tenant=args.tenant
+            )
+            print(f"created {args.role} key {issued.key.id} for tenant {args.tenant}")
+            print("store it now: it is shown only once")
+            print(issued.secret)
+            return EXIT_OK
+        tenant_id = await keys.tenant_id_of(args.tenant)
+        cli = Principal(tenant_id=tenant_id, key_id=uuid.UUID(int=0), role=Role.ADMIN)
+        if args.action == "list":
+            page = await keys.list(cli, limit=200)
+            for key in page.items:
+                state = "revoked" if key.revoked_at else "active"
+                print(f"{key.id}  {key.role.value:<7} {state:<8} cf_{key.prefix}_…  {key.name}")
+            return EXIT_OK
+        if not args.key_id:
+            print("codeforge: keys revoke needs the key's id", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            key_id = uuid.UUID(args.key_id)
+        except ValueError:
+            print(f"codeforge: {args.key_id!r} is not a key id", file=sys.stderr)
+            return EXIT_USAGE
+        revoked = await keys.revoke(cli, key_id)
+        print(f"revoked {revoked.id}")
+        return EXIT_OK
+    finally:
+        await runtime.stop("cli finished")
+
+
+def _secrets(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    import getpass
+
+    from codeforge.log import register_secret
+
+    secrets = _container(loaded).secrets()
+    if args.action == "list":
+        for name in secrets.names():
+            print(name)
+        return EXIT_OK
+    if not args.name:
+        print(f"codeforge: secrets {args.action} needs a NAME", file=sys.stderr)
+        return EXIT_USAGE
+    if args.action == "delete":
+        removed = secrets.delete(args.name)
+        print(f"deleted {args.name.upper()}" if removed else f"no secret {args.name.upper()}")
+        return EXIT_OK
+    value = (
+        sys.stdin.readline().rstrip("\n")
+        if args.value_from_stdin
+        else getpass.getpass(f"value of {args.name.upper()}: ")
+    )
+    register_secret(value)
+    secrets.set(args.name, value)
+    print(f"stored {args.name.upper()}; a running server picks it up on SIGHUP")
+    return EXIT_OK
+
+
+def _container(loaded: LoadedConfig) -> Any:
+    from codeforge.container import Container
+
+    return Container(settings=loaded.settings)
 
 
 def _serve(loaded: LoadedConfig, args: argparse.Namespace) -> int:

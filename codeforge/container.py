@@ -2,18 +2,52 @@
 
 Wiring only. Services take their collaborators in their constructors and never
 import this module; tests swap an adapter with `container.<provider>.override(...)`.
+Async providers (anything depending on the pool) resolve with `await`.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 from dependency_injector import containers, providers
 
+from adapters.git.local import LocalGit
+from adapters.postgres.event_feed import PostgresEventFeed
+from adapters.postgres.event_store import PostgresEventStore
+from adapters.postgres.idempotency import PostgresIdempotencyStore
 from adapters.postgres.migrations import YoyoMigrator
 from adapters.postgres.pool import open_pool
 from adapters.postgres.readiness import PostgresProbe
 from adapters.postgres.server import EmbeddedDatabase, ExternalDatabase, running_database
+from adapters.postgres.sessions import PostgresSessionStore
+from adapters.postgres.stores import (
+    PostgresAgentStore,
+    PostgresApiKeyStore,
+    PostgresModelConfigStore,
+    PostgresProjectStore,
+    PostgresTaskStore,
+    PostgresTenantStore,
+)
+from adapters.secrets.env import EnvSecretStore
+from adapters.secrets.file import FileSecretStore
+from codeforge.domain.runs import SandboxMode
+from codeforge.http.idempotency import Idempotency
+from codeforge.http.rate_limits import RateLimits
+from codeforge.log import register_secret
+from codeforge.ports.events import RunEventFeed
+from codeforge.services.agents import Agents
+from codeforge.services.api_keys import ApiKeys
+from codeforge.services.event_streams import EventStreams
+from codeforge.services.git_work import GitRunner
+from codeforge.services.models import Models
+from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
+from codeforge.services.runs import Runs
+from codeforge.services.secrets import Secrets
+from codeforge.services.sessions import BrowserSessions, signing_key_from
 from codeforge.services.shutdown import Phase, ShutdownSequence
+from codeforge.services.tasks import Tasks
 from codeforge.settings import Settings
 
 
@@ -31,9 +65,38 @@ def shutdown_timeouts(settings: Settings) -> dict[Phase, float]:
     }
 
 
+def default_mode(settings: Settings) -> SandboxMode:
+    # "auto" is resolved by the sandbox issue (bwrap where it works); until then, mount.
+    kind = settings.sandbox.kind
+    return SandboxMode.MOUNT if kind == "auto" else SandboxMode(kind)
+
+
+async def running_feed(pool: object) -> AsyncIterator[RunEventFeed]:
+    feed = PostgresEventFeed(pool)  # type: ignore[arg-type]
+    await feed.start()
+    try:
+        yield feed
+    finally:
+        await feed.close()
+
+
+async def running_git(max_concurrent: int) -> AsyncIterator[GitRunner]:
+    runner = GitRunner(LocalGit(), max_concurrent=max_concurrent)
+    try:
+        yield runner
+    finally:
+        await runner.aclose()
+
+
+def secret_stores(data_path: Path) -> list[object]:
+    return [EnvSecretStore(), FileSecretStore.in_data_dir(data_path)]
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
+    data_path = providers.Callable(lambda s: s.data_path, settings)
 
+    # --- database -----------------------------------------------------------
     database_server = providers.Selector(
         providers.Callable(database_kind, settings),
         external=providers.Singleton(ExternalDatabase, settings),
@@ -44,7 +107,63 @@ class Container(containers.DeclarativeContainer):
     migrator = providers.Factory(YoyoMigrator, database_url)
     database_probe = providers.Factory(PostgresProbe, db_pool)
 
+    # --- stores -------------------------------------------------------------
+    tenant_store = providers.Singleton(PostgresTenantStore, db_pool)
+    project_store = providers.Singleton(PostgresProjectStore, db_pool)
+    task_store = providers.Singleton(PostgresTaskStore, db_pool)
+    agent_store = providers.Singleton(PostgresAgentStore, db_pool)
+    model_store = providers.Singleton(PostgresModelConfigStore, db_pool)
+    key_store = providers.Singleton(PostgresApiKeyStore, db_pool)
+    session_store = providers.Singleton(PostgresSessionStore, db_pool)
+    idempotency_store = providers.Singleton(PostgresIdempotencyStore, db_pool)
+    event_store = providers.Singleton(PostgresEventStore, db_pool)
+    event_feed = providers.Resource(running_feed, db_pool)
+
+    # --- outside parts ------------------------------------------------------
+    secrets = providers.Singleton(
+        Secrets, providers.Callable(secret_stores, data_path), register_secret
+    )
+    git = providers.Resource(running_git, 5)
+
+    # --- services -----------------------------------------------------------
     readiness = providers.Singleton(Readiness)
     shutdown = providers.Singleton(
         ShutdownSequence, providers.Callable(shutdown_timeouts, settings)
+    )
+    api_keys = providers.Singleton(ApiKeys, key_store, tenant_store)
+    sessions = providers.Singleton(
+        BrowserSessions,
+        session_store,
+        api_keys,
+        key_store,
+        providers.Callable(signing_key_from, secrets),
+        ttl_seconds=settings.provided.api.session_ttl,
+    )
+    projects = providers.Singleton(
+        Projects, project_store, git, providers.Callable(lambda p: p / "workspaces", data_path)
+    )
+    tasks = providers.Singleton(Tasks, task_store, project_store)
+    agents = providers.Singleton(Agents, agent_store, model_store)
+    models = providers.Singleton(Models, model_store)
+    runs = providers.Singleton(
+        Runs,
+        event_store,
+        task_store,
+        agent_store,
+        project_store,
+        tenant_store,
+        default_mode=providers.Callable(default_mode, settings),
+    )
+    event_streams = providers.Singleton(
+        EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat
+    )
+
+    # --- HTTP guards --------------------------------------------------------
+    rate_limits = providers.Singleton(RateLimits, settings.provided.rate_limit)
+    idempotency = providers.Singleton(
+        Idempotency,
+        idempotency_store,
+        ttl_seconds=settings.provided.api.idempotency_ttl,
+        wait_seconds=settings.provided.api.idempotency_wait,
+        max_body_bytes=settings.provided.http.max_body_bytes,
     )

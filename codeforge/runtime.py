@@ -1,6 +1,7 @@
 """The running application: what `codeforge serve` starts and stops.
 
-Start opens the database (embedded or configured), applies migrations, and
+Start opens the database (embedded or configured), applies migrations, loads
+the models from the config, issues the first admin key of a new install, and
 registers readiness probes and shutdown actions. Stop runs the shutdown
 sequence. Both are idempotent, so the CLI and tests can share them.
 """
@@ -8,15 +9,45 @@ sequence. Both are idempotent, so the CLI and tests can share them.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 
 from codeforge.container import Container
+from codeforge.http.idempotency import Idempotency
+from codeforge.http.rate_limits import RateLimits
+from codeforge.services.agents import Agents
+from codeforge.services.api_keys import ApiKeys
+from codeforge.services.event_streams import EventStreams
+from codeforge.services.models import Models
+from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
+from codeforge.services.runs import Runs
+from codeforge.services.secrets import Secrets
+from codeforge.services.sessions import BrowserSessions
 from codeforge.services.shutdown import Phase, PhaseOutcome, ShutdownSequence
+from codeforge.services.tasks import Tasks
 from codeforge.settings import Settings
 
 log = structlog.get_logger("codeforge.runtime")
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything the API's handlers and guards use, resolved once at start."""
+
+    api_keys: ApiKeys
+    sessions: BrowserSessions
+    projects: Projects
+    tasks: Tasks
+    agents: Agents
+    models: Models
+    runs: Runs
+    event_streams: EventStreams
+    secrets: Secrets
+    rate_limits: RateLimits
+    idempotency: Idempotency
 
 
 class Runtime:
@@ -24,6 +55,8 @@ class Runtime:
         self.container = container
         self._started = False
         self._start_lock = asyncio.Lock()
+        self._services: Services | None = None
+        self.admin_key_file: Path | None = None
 
     @property
     def settings(self) -> Settings:
@@ -40,7 +73,19 @@ class Runtime:
         shutdown: ShutdownSequence = self.container.shutdown()
         return shutdown
 
-    async def start(self) -> None:
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("the runtime is not started")
+        return self._services
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        # Needed to build the app, before start; it holds no connection.
+        rate_limits: RateLimits = self.container.rate_limits()
+        return rate_limits
+
+    async def start(self, *, issue_first_admin_key: bool = True) -> None:
         async with self._start_lock:
             if self._started:
                 return
@@ -54,9 +99,37 @@ class Runtime:
                 if applied:
                     log.info("migrations applied", migrations=applied)
             self.readiness.register(await self.container.database_probe())
+            self._services = await self._resolve_services()
+            await self._services.models.load_from_config(self.settings.models)
+            if issue_first_admin_key:
+                self.admin_key_file = await self._services.api_keys.ensure_first_admin(
+                    self.settings.data_path
+                )
 
     async def stop(self, reason: str = "requested") -> list[PhaseOutcome]:
         return await self.shutdown.run(reason)
+
+    def apply_reloaded(self, settings: Settings) -> None:
+        """The reloadable parts besides the log level: rate limits and secrets."""
+        self.rate_limits.reconfigure(settings.rate_limit)
+        if self._services is not None:
+            self._services.secrets.reload()
+
+    async def _resolve_services(self) -> Services:
+        c = self.container
+        return Services(
+            api_keys=await c.api_keys(),
+            sessions=await c.sessions(),
+            projects=await c.projects(),
+            tasks=await c.tasks(),
+            agents=await c.agents(),
+            models=await c.models(),
+            runs=await c.runs(),
+            event_streams=await c.event_streams(),
+            secrets=c.secrets(),
+            rate_limits=self.rate_limits,
+            idempotency=await c.idempotency(),
+        )
 
     async def _close_resources(self) -> None:
         result = self.container.shutdown_resources()

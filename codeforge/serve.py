@@ -59,6 +59,7 @@ async def _serve(loaded: LoadedConfig, writer: LogWriter) -> int:
 
     reloader = Reloader(lambda: _reload_settings(loaded))
     reloader.register("log level", lambda new: writer.set_level(new.log.level))
+    reloader.register("rate limits and secrets", runtime.apply_reloaded)
 
     def on_stop(sig: signal.Signals) -> None:
         nonlocal reason

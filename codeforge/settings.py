@@ -40,6 +40,17 @@ class RateLimitSettings(Section, frozen=True):
     burst: PositiveInt = 60
 
 
+class ApiSettings(Section, frozen=True):
+    # How long a stored response answers a repeated Idempotency-Key.
+    idempotency_ttl: Seconds = 86400.0
+    # How long a duplicate request waits for the first one to finish before 409.
+    idempotency_wait: Seconds = 10.0
+    # Lifetime of a browser session cookie.
+    session_ttl: Seconds = 43200.0
+    # Seconds between SSE/WebSocket heartbeats on an idle stream.
+    stream_heartbeat: Seconds = 15.0
+
+
 class LogSettings(Section, frozen=True):
     level: LogLevel = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -91,6 +102,19 @@ class LlmSettings(Section, frozen=True):
     timeout: Seconds = 120.0
 
 
+class ModelSettings(Section, frozen=True):
+    """A model from the config file: registered at start as `source: config`, read-only."""
+
+    name: str
+    base_url: str
+    # The provider's model id; empty means the same as `name`.
+    model: str = ""
+    api_key_secret: str = ""
+    input_price_per_mtok: float | None = None
+    output_price_per_mtok: float | None = None
+    context_window: PositiveInt = 128_000
+
+
 class ShutdownSettings(Section, frozen=True):
     """Upper bounds for each shutdown phase; a phase that overruns is logged and skipped."""
 
@@ -105,11 +129,13 @@ class Settings(Section, frozen=True):
     service_name: str = "codeforge"
     http: HttpSettings = msgspec.field(default_factory=HttpSettings)
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)
+    api: ApiSettings = msgspec.field(default_factory=ApiSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     queue: QueueSettings = msgspec.field(default_factory=QueueSettings)
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
+    models: list[ModelSettings] = msgspec.field(default_factory=list)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 
     @property

@@ -1,6 +1,7 @@
 """Domain errors: what went wrong, in the language of the domain.
 
     DomainError
+    +-- Unauthenticated   no valid credentials were presented
     +-- NotFound          the thing does not exist (or is not visible to this tenant)
     +-- Conflict          a concurrent change or a duplicate won
     +-- ValidationFailed  the input breaks a rule; `field` names where
@@ -19,6 +20,10 @@ class DomainError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class Unauthenticated(DomainError):
+    pass
 
 
 class NotFound(DomainError):

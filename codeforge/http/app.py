@@ -6,19 +6,22 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
 from codeforge import __version__
+from codeforge.http.api.router import api_router
 from codeforge.http.errors import EXCEPTION_HANDLERS
 from codeforge.http.health import HealthController
 from codeforge.http.request_context import request_context_middleware
 from codeforge.runtime import Runtime
+from codeforge.services.sessions import COOKIE_NAME
 
 
 def create_app(runtime: Runtime) -> Litestar:
     """Build the ASGI app around a runtime; starting the runtime is the caller's job."""
     settings = runtime.settings
     app = Litestar(
-        route_handlers=[HealthController],
+        route_handlers=[HealthController, api_router(runtime)],
         # Container providers reach handlers through Litestar's own DI.
         dependencies={"readiness": Provide(lambda: runtime.readiness, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,
@@ -28,6 +31,15 @@ def create_app(runtime: Runtime) -> Litestar:
             version=__version__,
             path="/schema",
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=Components(
+                security_schemes={
+                    "apiKey": SecurityScheme(type="http", scheme="bearer"),
+                    "session": SecurityScheme(
+                        type="apiKey", security_scheme_in="cookie", name=COOKIE_NAME
+                    ),
+                }
+            ),
+            security=[{"apiKey": []}, {"session": []}],
         ),
         # Logging is configured once by codeforge.log; Litestar must not add its own.
         logging_config=None,

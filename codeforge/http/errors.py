@@ -20,6 +20,7 @@ from codeforge.domain.errors import (
     Forbidden,
     NotFound,
     PolicyDenied,
+    Unauthenticated,
     ValidationFailed,
 )
 
@@ -28,6 +29,7 @@ PROBLEM_JSON = "application/problem+json"
 log = structlog.get_logger("codeforge.http")
 
 STATUS_OF: dict[type[DomainError], int] = {
+    Unauthenticated: 401,
     NotFound: 404,
     Conflict: 409,
     ValidationFailed: 422,
@@ -82,7 +84,14 @@ def validation_error(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
     errors = exc.extra if isinstance(exc.extra, list) else []
-    return problem(request, 400, exc.detail, extra={"errors": errors} if errors else None)
+    # Name the fields in the detail too: it is what a person reads first.
+    named = [
+        f"{e.get('key')}: {e.get('message')}" if e.get("key") else str(e.get("message"))
+        for e in errors
+        if isinstance(e, dict)
+    ]
+    detail = f"{exc.detail}: {'; '.join(named)}" if named else exc.detail
+    return problem(request, 400, detail, extra={"errors": errors} if errors else None)
 
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:

@@ -1,0 +1,81 @@
+"""/api/v1/models — the model registry."""
+
+from __future__ import annotations
+
+import uuid
+
+from litestar import Controller, delete, get, patch, post
+from litestar.di import NamedDependency
+from litestar.params import JSONBody
+
+from codeforge.domain.keys import Principal
+from codeforge.domain.model_configs import ModelConfig, ModelSource
+from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, Version, cursor_id, filters
+from codeforge.http.api.schemas import ListPage, ModelCreate, ModelUpdate
+from codeforge.services.models import Models
+
+
+class ModelController(Controller):
+    path = "/models"
+    tags = ["models"]
+
+    @post("/", summary="Register a model (an OpenAI-compatible endpoint and its prices)")
+    async def create(
+        self,
+        data: JSONBody[ModelCreate],
+        models: NamedDependency[Models],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> ModelConfig:
+        fields = data.changes()
+        fields["model"] = fields.get("model") or data.name
+        return await models.create(principal, **fields)
+
+    @get("/", summary="List models (config-file models are read-only: source=config)")
+    async def list_models(
+        self,
+        models: NamedDependency[Models],
+        principal: NamedDependency[Principal],
+        limit: Limit = 50,
+        cursor: Cursor = None,
+        name: str | None = None,
+        source: ModelSource | None = None,
+    ) -> ListPage[ModelConfig]:
+        page = await models.list(
+            principal,
+            limit=limit,
+            after=cursor_id(cursor),
+            filters=filters(name=name, source=source),
+        )
+        return ListPage(page.items, page.next_cursor)
+
+    @get("/{model_id:uuid}", summary="Get a model")
+    async def get_model(
+        self,
+        model_id: uuid.UUID,
+        models: NamedDependency[Models],
+        principal: NamedDependency[Principal],
+    ) -> ModelConfig:
+        return await models.get(principal, model_id)
+
+    @patch("/{model_id:uuid}", summary="Change a model (send the version you read)")
+    async def update(
+        self,
+        model_id: uuid.UUID,
+        data: JSONBody[ModelUpdate],
+        models: NamedDependency[Models],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> ModelConfig:
+        return await models.update(principal, model_id, data.version, data.changes())
+
+    @delete("/{model_id:uuid}", summary="Delete a model")
+    async def remove(
+        self,
+        model_id: uuid.UUID,
+        models: NamedDependency[Models],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+        version: Version = None,
+    ) -> None:
+        await models.delete(principal, model_id, version)

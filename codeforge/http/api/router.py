@@ -1,0 +1,65 @@
+"""API v1: every controller under /api/v1, behind the guards, in this order:
+
+rate limit per IP -> authentication -> rate limit per key -> idempotency -> handler
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Router
+from litestar.di import Provide
+
+from codeforge.http.api.agents import AgentController
+from codeforge.http.api.keys import KeyController
+from codeforge.http.api.models import ModelController
+from codeforge.http.api.params import principal_of
+from codeforge.http.api.projects import ProjectController
+from codeforge.http.api.runs import RunController, TenantStreamController
+from codeforge.http.api.sessions import SessionController
+from codeforge.http.api.tasks import TaskController
+from codeforge.http.idempotency import idempotency_middleware
+from codeforge.http.security import Authentication, authentication_middleware
+from codeforge.runtime import Runtime
+
+
+def api_router(runtime: Runtime) -> Router:
+    def service(name: str) -> Provide:
+        def provide() -> Any:
+            return getattr(runtime.services, name)
+
+        return Provide(provide, sync_to_thread=False)
+
+    rate_limits = runtime.rate_limits
+    return Router(
+        path="/api/v1",
+        route_handlers=[
+            ProjectController,
+            TaskController,
+            AgentController,
+            ModelController,
+            RunController,
+            TenantStreamController,
+            KeyController,
+            SessionController,
+        ],
+        dependencies={
+            "principal": Provide(principal_of, sync_to_thread=False),
+            "projects": service("projects"),
+            "tasks": service("tasks"),
+            "agents": service("agents"),
+            "models": service("models"),
+            "runs": service("runs"),
+            "streams": service("event_streams"),
+            "keys": service("api_keys"),
+            "sessions": service("sessions"),
+        },
+        middleware=[
+            rate_limits.by_ip_middleware(),
+            authentication_middleware(
+                lambda: Authentication(runtime.services.api_keys, runtime.services.sessions)
+            ),
+            rate_limits.by_key_middleware(),
+            idempotency_middleware(lambda: runtime.services.idempotency),
+        ],
+    )

@@ -1,0 +1,178 @@
+"""/api/v1/runs — start runs, read them and their events, live or not."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, WebSocket, get, post, websocket
+from litestar.di import NamedDependency
+from litestar.params import JSONBody, Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from codeforge.domain.keys import Principal
+from codeforge.domain.runs import Run, RunStatus
+from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id, filters
+from codeforge.http.api.schemas import EventList, ListPage, RunCreate
+from codeforge.http.api.views import event_list, event_view
+from codeforge.services.event_streams import EventStreams, Heartbeat, StatusChange
+from codeforge.services.runs import Runs
+
+LastEventId = Annotated[
+    int | None,
+    Parameter(
+        header="Last-Event-ID",
+        required=False,
+        description="Resume after this seq (browsers send it on reconnect).",
+    ),
+]
+
+
+class RunController(Controller):
+    path = "/runs"
+    tags = ["runs"]
+
+    @post("/", summary="Start a run of an agent on a task")
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        data: JSONBody[RunCreate],
+        runs: NamedDependency[Runs],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> Run:
+        return await runs.start(
+            principal,
+            task_id=data.task_id,
+            agent_id=data.agent_id,
+            mode=data.mode,
+            deliver=data.deliver,
+            limits=data.limits,
+            policy_overrides=data.policy_overrides,
+            request_id=request.scope["state"].get("request_id"),
+        )
+
+    @get("/", summary="List runs")
+    async def list_runs(
+        self,
+        runs: NamedDependency[Runs],
+        principal: NamedDependency[Principal],
+        limit: Limit = 50,
+        cursor: Cursor = None,
+        status: RunStatus | None = None,
+        task_id: uuid.UUID | None = None,
+        agent_id: uuid.UUID | None = None,
+        project_id: uuid.UUID | None = None,
+    ) -> ListPage[Run]:
+        page = await runs.list(
+            principal,
+            limit=limit,
+            after=cursor_id(cursor),
+            filters=filters(
+                status=status, task_id=task_id, agent_id=agent_id, project_id=project_id
+            ),
+        )
+        return ListPage(page.items, page.next_cursor)
+
+    @get("/{run_id:uuid}", summary="Get a run (its projection: status, counters, cost, lease)")
+    async def get_run(
+        self, run_id: uuid.UUID, runs: NamedDependency[Runs], principal: NamedDependency[Principal]
+    ) -> Run:
+        return await runs.get(principal, run_id)
+
+    @get("/{run_id:uuid}/events", summary="Stored events of a run after a seq")
+    async def events(
+        self,
+        run_id: uuid.UUID,
+        runs: NamedDependency[Runs],
+        principal: NamedDependency[Principal],
+        after: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 1000,
+    ) -> EventList:
+        await runs.get(principal, run_id)
+        return event_list(await runs.events(principal, run_id, after=after, limit=limit))
+
+    @get(
+        "/{run_id:uuid}/events/stream",
+        summary="Live events (SSE); resumes after Last-Event-ID",
+        description=(
+            "Stored events carry `id: <seq>`; heartbeats are comments. The stream ends "
+            "once the run has ended and every event was sent."
+        ),
+    )
+    async def stream(
+        self,
+        run_id: uuid.UUID,
+        runs: NamedDependency[Runs],
+        streams: NamedDependency[EventStreams],
+        principal: NamedDependency[Principal],
+        last_event_id: LastEventId = None,
+        after: Annotated[int, Parameter(ge=0)] = 0,
+    ) -> ServerSentEvent:
+        await runs.get(principal, run_id)  # 404 before the stream starts
+        start = last_event_id if last_event_id is not None else after
+        return ServerSentEvent(_sse(streams.run_events(principal, run_id, start)))
+
+    @websocket("/{run_id:uuid}/events/ws")
+    async def socket(
+        self,
+        socket: WebSocket[Any, Any, Any],
+        run_id: uuid.UUID,
+        runs: NamedDependency[Runs],
+        streams: NamedDependency[EventStreams],
+        after: int = 0,
+    ) -> None:
+        """The same events as the SSE stream, as JSON messages; `after` resumes."""
+        principal: Principal = socket.scope["state"]["principal"]
+        await socket.accept()
+        try:
+            await runs.get(principal, run_id)
+        except Exception:
+            await socket.close(code=4404, reason="run not found")
+            return
+        async for item in streams.run_events(principal, run_id, after):
+            if isinstance(item, Heartbeat):
+                await socket.send_json({"type": "heartbeat"})
+            else:
+                await socket.send_text(
+                    msgspec.json.encode({"type": "event", "event": event_view(item)}).decode()
+                )
+        await socket.close(code=1000, reason="run ended")
+
+
+class TenantStreamController(Controller):
+    path = "/events"
+    tags = ["events"]
+
+    @get(
+        "/stream",
+        summary="Status changes of the tenant's runs, tasks and agents (SSE)",
+        description="For dashboards: `event: status` messages; heartbeats are comments.",
+    )
+    async def stream(
+        self, streams: NamedDependency[EventStreams], principal: NamedDependency[Principal]
+    ) -> ServerSentEvent:
+        return ServerSentEvent(_status_sse(streams.tenant_changes(principal)))
+
+
+async def _sse(items: AsyncIterator[Any]) -> AsyncIterator[ServerSentEventMessage]:
+    async for item in items:
+        if isinstance(item, Heartbeat):
+            yield ServerSentEventMessage(comment="heartbeat")
+        else:
+            view = event_view(item)
+            yield ServerSentEventMessage(
+                data=msgspec.json.encode(view).decode(), event=view.type, id=str(view.seq)
+            )
+
+
+async def _status_sse(
+    items: AsyncIterator[StatusChange | Heartbeat],
+) -> AsyncIterator[ServerSentEventMessage]:
+    async for item in items:
+        if isinstance(item, Heartbeat):
+            yield ServerSentEventMessage(comment="heartbeat")
+        else:
+            yield ServerSentEventMessage(data=msgspec.json.encode(item).decode(), event="status")

@@ -1,0 +1,130 @@
+"""The run event log, and the live feed that tells subscribers something was appended.
+
+EventStore contract (one contract suite checks every adapter):
+
+- Per run, `seq` starts at 1 and increases by exactly 1; (run_id, seq) is unique.
+- `create_run` stores, in ONE transaction: the `runs` projection row (version 1,
+  last_seq 1), the `RunRequested` event at seq 1, and the outbox message — all
+  or nothing. A duplicate run id raises `Conflict`.
+- `append(run_id, events, expected_seq=N)` appends the batch at N+1, N+2, … only
+  if the run's last seq is N, else raises `Conflict` (optimistic concurrency:
+  of two writers appending after the same seq, exactly one wins). In the same
+  transaction it folds the events into the projection (`Run.apply`), so the row
+  and the log never disagree; a fold that rejects an event (an invalid state
+  transition) raises `Conflict` and appends nothing. Unknown run → `NotFound`.
+- Reads return events in seq order; `after` is exclusive; `limit` caps the count.
+  Every read is scoped to the tenant: another tenant's run is `NotFound`.
+- Events are stored with their type name and schema version and read back through
+  `codeforge.domain.events.decode_event`, so old versions stay readable.
+
+RunEventFeed contract: `publish` tells every subscriber — in this process and,
+for the PostgreSQL and NATS adapters, in every other process — that something
+happened. Notices are small (run id and seq, or a status change): subscribers
+read the events themselves from the store, so a slow or reconnecting subscriber
+catches up from the log and never silently skips a stored event. Delivery to a
+subscriber is best-effort and may coalesce; ordering per run is preserved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Literal, Protocol
+
+from msgspec import Struct
+
+from codeforge.domain.events import Event, RunRequested, StoredEvent
+from codeforge.domain.runs import Run
+from codeforge.ports.stores import Page
+
+
+class OutboxMessage(Struct, frozen=True, kw_only=True):
+    """A message to publish once the transaction that wrote it commits."""
+
+    id: uuid.UUID
+    subject: str
+    payload: dict[str, Any]
+    headers: dict[str, str] = {}
+
+
+class EventContext(Struct, frozen=True, kw_only=True):
+    """The envelope fields every appended event of one call shares."""
+
+    tenant_id: uuid.UUID
+    request_id: str | None = None
+
+
+class EventStore(Protocol):
+    async def create_run(
+        self, run: Run, requested: RunRequested, outbox: OutboxMessage, context: EventContext
+    ) -> StoredEvent: ...
+
+    async def append(
+        self,
+        run_id: uuid.UUID,
+        events: Sequence[Event],
+        *,
+        expected_seq: int,
+        context: EventContext,
+    ) -> list[StoredEvent]: ...
+
+    async def get_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> Run: ...
+
+    async def list_runs(
+        self,
+        tenant_id: uuid.UUID,
+        *,
+        limit: int = 50,
+        after: uuid.UUID | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> Page[Run]:
+        """Filters: status, task_id, agent_id, project_id."""
+        ...
+
+    async def load(
+        self,
+        tenant_id: uuid.UUID,
+        run_id: uuid.UUID,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[StoredEvent]: ...
+
+    async def load_by_task(
+        self, tenant_id: uuid.UUID, task_id: uuid.UUID, *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        """Events of every run of the task in the order they were stored.
+
+        `after` is exclusive and refers to `StoredEvent.position`, the log's
+        global, increasing position (seq is per run, so it cannot page across runs).
+        """
+        ...
+
+    async def load_by_agent(
+        self, tenant_id: uuid.UUID, agent_id: uuid.UUID, *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        """As `load_by_task`, for every run of the agent."""
+        ...
+
+
+class FeedNotice(Struct, frozen=True, kw_only=True):
+    """What the feed carries: never the event itself (NOTIFY payloads cap at 8 kB)."""
+
+    tenant_id: uuid.UUID
+    kind: Literal["run_event", "status"]
+    run_id: uuid.UUID | None = None
+    seq: int | None = None
+    # For kind == "status": which entity changed, and to what.
+    entity: Literal["run", "task", "agent"] | None = None
+    entity_id: uuid.UUID | None = None
+    status: str | None = None
+
+
+class RunEventFeed(Protocol):
+    async def publish(self, notice: FeedNotice) -> None: ...
+
+    def subscribe(self, tenant_id: uuid.UUID) -> AsyncIterator[FeedNotice]:
+        """Notices of one tenant from now on, until the iterator is closed."""
+        ...
+
+    async def close(self) -> None: ...

@@ -1,0 +1,100 @@
+"""Agents: a backend, a registered model, a policy profile and limits."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from codeforge.domain.agents import Agent, Backend
+from codeforge.domain.errors import NotFound, ValidationFailed
+from codeforge.domain.ids import new_id
+from codeforge.domain.keys import Principal
+from codeforge.domain.limits import Limits
+from codeforge.ports.stores import AgentStore, ModelConfigStore, Page
+from codeforge.services.clock import Clock, utc_now
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$")
+
+
+class Agents:
+    def __init__(self, store: AgentStore, models: ModelConfigStore, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._models = models
+        self._clock = clock
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        model: str,
+        backend: Backend = Backend.NATIVE,
+        policy_profile: str = "default",
+        limits: Limits | None = None,
+        instructions: str = "",
+    ) -> Agent:
+        principal.require_mutation()
+        _validate_name(name)
+        await self._require_model(principal, model)
+        now = self._clock()
+        return await self._store.add(
+            Agent(
+                id=new_id(),
+                tenant_id=principal.tenant_id,
+                name=name,
+                model=model,
+                backend=backend,
+                policy_profile=policy_profile,
+                limits=limits or Limits(),
+                instructions=instructions,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+    async def get(self, principal: Principal, agent_id: uuid.UUID) -> Agent:
+        return await self._store.get(principal.tenant_id, agent_id)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        after: uuid.UUID | None,
+        filters: dict[str, str],
+    ) -> Page[Agent]:
+        return await self._store.list(
+            principal.tenant_id, limit=limit, after=after, filters=filters
+        )
+
+    async def update(
+        self, principal: Principal, agent_id: uuid.UUID, version: int, changes: dict[str, Any]
+    ) -> Agent:
+        principal.require_mutation()
+        agent = await self._store.get(principal.tenant_id, agent_id)
+        if "name" in changes:
+            _validate_name(changes["name"])
+        if "model" in changes:
+            await self._require_model(principal, changes["model"])
+        return await self._store.update(agent.evolve(self._clock(), version=version, **changes))
+
+    async def delete(self, principal: Principal, agent_id: uuid.UUID, version: int | None) -> None:
+        principal.require_mutation()
+        await self._store.delete(principal.tenant_id, agent_id, version)
+
+    async def _require_model(self, principal: Principal, model: str) -> None:
+        try:
+            await self._models.get_by_name(principal.tenant_id, model)
+        except NotFound:
+            raise ValidationFailed(
+                f"no model named {model!r} is registered; add it under /api/v1/models first",
+                field="model",
+            ) from None
+
+
+def _validate_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise ValidationFailed(
+            "an agent name is 1-63 letters, digits, spaces, '.', '_' or '-'", field="name"
+        )

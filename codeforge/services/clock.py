@@ -1,0 +1,12 @@
+"""Time, passed in rather than read from the wall, so tests can choose it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,168 @@
+"""Projects: registering a repository means cloning it into a workspace CodeForge owns.
+
+The clone lives at `<data_dir>/workspaces/<name>`; CodeForge never touches the
+user's own work tree. Registration is all or nothing: a bad URL, a missing
+path or a folder that is not a repository is a clear error and leaves neither a
+row nor a half-made clone behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from codeforge.domain.errors import Conflict, NotFound
+from codeforge.domain.ids import new_id
+from codeforge.domain.keys import Principal
+from codeforge.domain.limits import Limits
+from codeforge.domain.projects import Project, classify_source, validate_project_name
+from codeforge.ports.stores import Page, ProjectStore
+from codeforge.ports.vcs import BranchInfo, PullResult, RepoStatus
+from codeforge.services.clock import Clock, utc_now
+from codeforge.services.git_work import GitRunner
+
+log = structlog.get_logger("codeforge.projects")
+
+
+def _move_into_place(partial: Path, workspace: Path) -> None:
+    try:
+        partial.rename(workspace)
+    except OSError as e:
+        if workspace.exists():
+            raise Conflict(
+                f"a project named {workspace.name!r} already exists", field="name"
+            ) from e
+        raise
+
+
+class Projects:
+    def __init__(
+        self, store: ProjectStore, git: GitRunner, workspaces: Path, clock: Clock = utc_now
+    ) -> None:
+        self._store = store
+        self._git = git
+        self._workspaces = workspaces
+        self._clock = clock
+
+    def workspace(self, project: Project) -> Path:
+        # Per tenant, so two tenants may both name a project "api".
+        return self._workspaces / str(project.tenant_id) / project.name
+
+    async def create(
+        self,
+        principal: Principal,
+        *,
+        name: str,
+        source: str,
+        default_branch: str | None = None,
+        quality_gates: list[str] | None = None,
+        policy_profile: str = "default",
+        limits: Limits | None = None,
+        description: str = "",
+    ) -> Project:
+        principal.require_mutation()
+        validate_project_name(name)
+        kind = classify_source(source)
+        try:
+            await self._store.get_by_name(principal.tenant_id, name)
+        except NotFound:
+            pass
+        else:
+            raise Conflict(f"a project named {name!r} already exists", field="name")
+        now = self._clock()
+        draft = Project(
+            id=new_id(),
+            tenant_id=principal.tenant_id,
+            name=name,
+            source=source,
+            source_kind=kind,
+            quality_gates=list(quality_gates or []),
+            policy_profile=policy_profile,
+            limits=limits or Limits(),
+            description=description,
+            created_at=now,
+            updated_at=now,
+        )
+        workspace = self.workspace(draft)
+        # Clone beside the final place, then rename: two registrations racing for one
+        # name can never clone into (or clean up) the same folder.
+        partial = workspace.parent / f".{name}.{draft.id.hex}.partial"
+        await asyncio.to_thread(partial.parent.mkdir, parents=True, exist_ok=True)
+        log.info("cloning project", project=name, source_kind=kind.value)
+        info = await self._git.clone(source, partial, branch=default_branch)
+        try:
+            await asyncio.to_thread(_move_into_place, partial, workspace)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, partial, True)
+            raise
+        try:
+            project = await self._store.add(
+                draft.evolve(now, default_branch=default_branch or info.branch or "main")
+            )
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, workspace, True)
+            raise
+        log.info("project registered", project=name, project_id=str(project.id))
+        return project
+
+    async def get(self, principal: Principal, project_id: uuid.UUID) -> Project:
+        return await self._store.get(principal.tenant_id, project_id)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        after: uuid.UUID | None,
+        filters: dict[str, str],
+    ) -> Page[Project]:
+        return await self._store.list(
+            principal.tenant_id, limit=limit, after=after, filters=filters
+        )
+
+    async def update(
+        self, principal: Principal, project_id: uuid.UUID, version: int, changes: dict[str, Any]
+    ) -> Project:
+        principal.require_mutation()
+        project = await self._store.get(principal.tenant_id, project_id)
+        return await self._store.update(project.evolve(self._clock(), version=version, **changes))
+
+    async def delete(
+        self, principal: Principal, project_id: uuid.UUID, version: int | None
+    ) -> None:
+        principal.require_mutation()
+        project = await self._store.get(principal.tenant_id, project_id)
+        await self._store.delete(principal.tenant_id, project_id, version)
+        await asyncio.to_thread(shutil.rmtree, self.workspace(project), True)
+
+    async def git_status(self, principal: Principal, project_id: uuid.UUID) -> RepoStatus:
+        return await self._git.status(await self._workspace_of(principal, project_id))
+
+    async def git_branches(self, principal: Principal, project_id: uuid.UUID) -> list[BranchInfo]:
+        return await self._git.branches(await self._workspace_of(principal, project_id))
+
+    async def git_pull(self, principal: Principal, project_id: uuid.UUID) -> PullResult:
+        principal.require_mutation()
+        return await self._git.pull(await self._workspace_of(principal, project_id))
+
+    async def git_checkout(
+        self, principal: Principal, project_id: uuid.UUID, ref: str, *, create: bool = False
+    ) -> RepoStatus:
+        principal.require_mutation()
+        workspace = await self._workspace_of(principal, project_id)
+        return await self._git.checkout(workspace, ref, create=create)
+
+    async def _workspace_of(self, principal: Principal, project_id: uuid.UUID) -> Path:
+        project = await self._store.get(principal.tenant_id, project_id)
+        workspace = self.workspace(project)
+        if not await self._git.is_repository(workspace):
+            raise NotFound(
+                f"the workspace of project {project.name!r} is missing; "
+                "delete and register the project again"
+            )
+        return workspace

@@ -1,0 +1,134 @@
+"""Starting runs, and reading them and their events.
+
+Starting a run writes, in one transaction (the event store's `create_run`): the
+run's projection row, `RunRequested` at seq 1 and an outbox message on
+`runs.start`. A relay publishes the outbox to the queue, so a queue outage
+delays runs but never strands them. Executing the run is the worker's job.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from codeforge.domain.errors import NotFound, ValidationFailed
+from codeforge.domain.events import RunRequested, StoredEvent
+from codeforge.domain.ids import new_id
+from codeforge.domain.keys import Principal
+from codeforge.domain.limits import Limits
+from codeforge.domain.runs import DeliverMode, Run, SandboxMode
+from codeforge.ports.events import EventContext, EventStore, OutboxMessage
+from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
+from codeforge.services.clock import Clock, utc_now
+
+START_SUBJECT = "runs.start"
+
+
+class Runs:
+    def __init__(
+        self,
+        events: EventStore,
+        tasks: TaskStore,
+        agents: AgentStore,
+        projects: ProjectStore,
+        tenants: TenantStore,
+        *,
+        default_mode: SandboxMode = SandboxMode.MOUNT,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._events = events
+        self._tasks = tasks
+        self._agents = agents
+        self._projects = projects
+        self._tenants = tenants
+        self._default_mode = default_mode
+        self._clock = clock
+
+    async def start(
+        self,
+        principal: Principal,
+        *,
+        task_id: uuid.UUID,
+        agent_id: uuid.UUID,
+        mode: SandboxMode | None = None,
+        deliver: DeliverMode = DeliverMode.PATCH,
+        limits: Limits | None = None,
+        policy_overrides: dict[str, Any] | None = None,
+        request_id: str | None = None,
+    ) -> Run:
+        principal.require_mutation()
+        tenant = principal.tenant_id
+        task = await self._find(self._tasks.get(tenant, task_id), "task_id", "task")
+        agent = await self._find(self._agents.get(tenant, agent_id), "agent_id", "agent")
+        project = await self._projects.get(tenant, task.project_id)
+        try:
+            tenant_limits = (await self._tenants.get(tenant, tenant)).limits
+        except NotFound:
+            tenant_limits = Limits()
+        requested = RunRequested(
+            project_id=project.id,
+            task_id=task.id,
+            agent_id=agent.id,
+            mode=(mode or self._default_mode).value,
+            deliver=deliver.value,
+            # A run may tighten the limits above it, never loosen them.
+            limits=Limits.tightest(tenant_limits, project.limits, agent.limits, limits),
+            policy_overrides=dict(policy_overrides or {}),
+            requested_by=principal.key_id,
+        )
+        run_id = new_id()
+        run = Run.requested(run_id, tenant, requested, self._clock())
+        outbox = OutboxMessage(
+            id=new_id(),
+            subject=START_SUBJECT,
+            payload={"run_id": str(run_id), "tenant_id": str(tenant)},
+            headers={"X-Request-ID": request_id} if request_id else {},
+        )
+        await self._events.create_run(
+            run, requested, outbox, EventContext(tenant_id=tenant, request_id=request_id)
+        )
+        return run
+
+    async def get(self, principal: Principal, run_id: uuid.UUID) -> Run:
+        return await self._events.get_run(principal.tenant_id, run_id)
+
+    async def list(
+        self,
+        principal: Principal,
+        *,
+        limit: int,
+        after: uuid.UUID | None,
+        filters: dict[str, str],
+    ) -> Page[Run]:
+        return await self._events.list_runs(
+            principal.tenant_id, limit=limit, after=after, filters=filters
+        )
+
+    async def events(
+        self, principal: Principal, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000
+    ) -> list[StoredEvent]:
+        return await self._events.load(principal.tenant_id, run_id, after=after, limit=limit)
+
+    async def task_events(
+        self, principal: Principal, task_id: uuid.UUID, *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        await self._tasks.get(principal.tenant_id, task_id)
+        return await self._events.load_by_task(
+            principal.tenant_id, task_id, after=after, limit=limit
+        )
+
+    async def agent_events(
+        self, principal: Principal, agent_id: uuid.UUID, *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        await self._agents.get(principal.tenant_id, agent_id)
+        return await self._events.load_by_agent(
+            principal.tenant_id, agent_id, after=after, limit=limit
+        )
+
+    @staticmethod
+    async def _find(lookup: Any, field: str, what: str) -> Any:
+        # A run naming a missing task is a bad request body (422), not a missing URL (404).
+        try:
+            return await lookup
+        except NotFound:
+            raise ValidationFailed(f"no {what} with this id", field=field) from None

@@ -1,0 +1,3 @@
+DROP TABLE outbox;
+DROP TABLE run_events;
+DROP TABLE runs;
