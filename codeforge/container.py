@@ -38,6 +38,7 @@ from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.event_log import EventLog
 from codeforge.services.event_streams import EventStreams
 from codeforge.services.git_work import GitRunner
 from codeforge.services.models import Models
@@ -142,12 +143,14 @@ class Container(containers.DeclarativeContainer):
     projects = providers.Singleton(
         Projects, project_store, git, providers.Callable(lambda p: p / "workspaces", data_path)
     )
-    tasks = providers.Singleton(Tasks, task_store, project_store)
+    tasks = providers.Singleton(Tasks, task_store, project_store, event_feed)
     agents = providers.Singleton(Agents, agent_store, model_store)
     models = providers.Singleton(Models, model_store)
+    event_log = providers.Singleton(EventLog, event_store, secrets.provided.known_values)
     runs = providers.Singleton(
         Runs,
         event_store,
+        event_log,
         task_store,
         agent_store,
         project_store,

@@ -23,6 +23,9 @@ happened. Notices are small (run id and seq, or a status change): subscribers
 read the events themselves from the store, so a slow or reconnecting subscriber
 catches up from the log and never silently skips a stored event. Delivery to a
 subscriber is best-effort and may coalesce; ordering per run is preserved.
+A subscriber that fell behind (or a feed that lost its connection) receives a
+*resync notice* — `kind="run_event"` with `run_id=None` — meaning "you may have
+missed anything: re-read what you follow from the store".
 """
 
 from __future__ import annotations

@@ -29,6 +29,22 @@ from codeforge.services.git_work import GitRunner
 log = structlog.get_logger("codeforge.projects")
 
 
+class _ProgressLog:
+    """Logs a long clone's progress: each new stage, then every 10% within it."""
+
+    def __init__(self, project: str) -> None:
+        self._project = project
+        self._stage = ""
+        self._next = 0.0
+
+    def __call__(self, stage: str, percent: float | None, message: str) -> None:
+        if stage != self._stage:
+            self._stage, self._next = stage, 0.0
+        if percent is None or percent >= self._next:
+            log.info("clone progress", project=self._project, stage=stage, percent=percent)
+            self._next = (percent or 0.0) + 10.0
+
+
 def _move_into_place(partial: Path, workspace: Path) -> None:
     try:
         partial.rename(workspace)
@@ -94,7 +110,9 @@ class Projects:
         partial = workspace.parent / f".{name}.{draft.id.hex}.partial"
         await asyncio.to_thread(partial.parent.mkdir, parents=True, exist_ok=True)
         log.info("cloning project", project=name, source_kind=kind.value)
-        info = await self._git.clone(source, partial, branch=default_branch)
+        info = await self._git.clone(
+            source, partial, branch=default_branch, progress=_ProgressLog(name)
+        )
         try:
             await asyncio.to_thread(_move_into_place, partial, workspace)
         except BaseException:

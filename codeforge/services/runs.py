@@ -1,6 +1,6 @@
 """Starting runs, and reading them and their events.
 
-Starting a run writes, in one transaction (the event store's `create_run`): the
+Starting a run writes, in one transaction (the event log's `create_run`): the
 run's projection row, `RunRequested` at seq 1 and an outbox message on
 `runs.start`. A relay publishes the outbox to the queue, so a queue outage
 delays runs but never strands them. Executing the run is the worker's job.
@@ -20,6 +20,7 @@ from codeforge.domain.runs import DeliverMode, Run, SandboxMode
 from codeforge.ports.events import EventContext, EventStore, OutboxMessage
 from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
 from codeforge.services.clock import Clock, utc_now
+from codeforge.services.event_log import EventLog
 
 START_SUBJECT = "runs.start"
 
@@ -28,6 +29,7 @@ class Runs:
     def __init__(
         self,
         events: EventStore,
+        log: EventLog,
         tasks: TaskStore,
         agents: AgentStore,
         projects: ProjectStore,
@@ -37,6 +39,7 @@ class Runs:
         clock: Clock = utc_now,
     ) -> None:
         self._events = events
+        self._log = log
         self._tasks = tasks
         self._agents = agents
         self._projects = projects
@@ -84,7 +87,7 @@ class Runs:
             payload={"run_id": str(run_id), "tenant_id": str(tenant)},
             headers={"X-Request-ID": request_id} if request_id else {},
         )
-        await self._events.create_run(
+        await self._log.create_run(
             run, requested, outbox, EventContext(tenant_id=tenant, request_id=request_id)
         )
         return run

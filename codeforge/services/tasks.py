@@ -9,6 +9,7 @@ from codeforge.domain.errors import ValidationFailed
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.tasks import Task, TaskStatus
+from codeforge.ports.events import FeedNotice, RunEventFeed
 from codeforge.ports.stores import Page, ProjectStore, TaskStore
 from codeforge.services.clock import Clock, utc_now
 
@@ -16,9 +17,17 @@ MAX_PROMPT = 100_000
 
 
 class Tasks:
-    def __init__(self, store: TaskStore, projects: ProjectStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        projects: ProjectStore,
+        feed: RunEventFeed | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
         self._store = store
         self._projects = projects
+        # Status changes go to the tenant's live feed, for dashboards.
+        self._feed = feed
         self._clock = clock
 
     async def create(
@@ -71,7 +80,18 @@ class Tasks:
         if "status" in changes:
             changes["status"] = TaskStatus(changes["status"])
         _validate(title=changes.get("title", task.title), prompt=changes.get("prompt", task.prompt))
-        return await self._store.update(task.evolve(self._clock(), version=version, **changes))
+        updated = await self._store.update(task.evolve(self._clock(), version=version, **changes))
+        if updated.status is not task.status and self._feed is not None:
+            await self._feed.publish(
+                FeedNotice(
+                    tenant_id=updated.tenant_id,
+                    kind="status",
+                    entity="task",
+                    entity_id=updated.id,
+                    status=updated.status.value,
+                )
+            )
+        return updated
 
     async def delete(self, principal: Principal, task_id: uuid.UUID, version: int | None) -> None:
         principal.require_mutation()

@@ -274,6 +274,8 @@ async def test_sse_heartbeats_while_idle_and_404_for_unknown_runs(
                 if line.startswith(":"):
                     break
         assert any(line.startswith(":") for line in seen)
+        # A heartbeat is a comment only: an empty `data:` would be an empty message.
+        assert "data: " not in seen
         missing = await http.get(
             f"{live_server}/api/v1/runs/{uuid.uuid4()}/events/stream", headers=admin
         )
@@ -321,3 +323,40 @@ async def test_the_tenant_stream_carries_run_status_changes(
     body = json.loads(change["data"])
     assert (body["entity"], body["status"]) == ("run", "running")
     assert run["id"] in (body["entity_id"], body["run_id"])
+
+
+async def test_secrets_never_reach_the_event_log(
+    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+) -> None:
+    runtime.services.secrets.set("DEPLOY_TOKEN", "tok-9f8e7d6c5b4a")
+    ids = await setup_task(client, admin, tmp_path)
+    run = await client.post(
+        "/api/v1/runs",
+        json={**ids, "policy_overrides": {"note": "use tok-9f8e7d6c5b4a to deploy"}},
+        headers=admin,
+    )
+    assert run.status_code == 201
+    with psycopg.connect(runtime.settings.database.url) as conn:
+        (payload,) = conn.execute("SELECT payload::text FROM run_events").fetchone()  # type: ignore[misc]
+    assert "tok-9f8e7d6c5b4a" not in payload
+    assert "use [REDACTED] to deploy" in payload
+
+
+async def test_the_tenant_stream_carries_task_status_changes(
+    live_server: str, client: AsyncTestClient, admin: Headers, tmp_path: Path
+) -> None:
+    ids = await setup_task(client, admin, tmp_path)
+    async with httpx.AsyncClient(timeout=10) as http:
+        async with http.stream(
+            "GET", f"{live_server}/api/v1/events/stream", headers=admin
+        ) as response:
+            await asyncio.sleep(0.2)
+            done = await client.patch(
+                f"/api/v1/tasks/{ids['task_id']}",
+                json={"version": 1, "status": "done"},
+                headers=admin,
+            )
+            assert done.status_code == 200
+            (change,) = await read_sse(response.aiter_lines(), 1)
+    body = json.loads(change["data"])
+    assert (body["entity"], body["entity_id"], body["status"]) == ("task", ids["task_id"], "done")

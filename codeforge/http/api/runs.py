@@ -160,7 +160,7 @@ class TenantStreamController(Controller):
 async def _sse(items: AsyncIterator[Any]) -> AsyncIterator[ServerSentEventMessage]:
     async for item in items:
         if isinstance(item, Heartbeat):
-            yield ServerSentEventMessage(comment="heartbeat")
+            yield ServerSentEventMessage(comment="heartbeat", data=None)
         else:
             view = event_view(item)
             yield ServerSentEventMessage(
@@ -173,6 +173,6 @@ async def _status_sse(
 ) -> AsyncIterator[ServerSentEventMessage]:
     async for item in items:
         if isinstance(item, Heartbeat):
-            yield ServerSentEventMessage(comment="heartbeat")
+            yield ServerSentEventMessage(comment="heartbeat", data=None)
         else:
             yield ServerSentEventMessage(data=msgspec.json.encode(item).decode(), event="status")
