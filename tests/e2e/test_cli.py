@@ -72,3 +72,65 @@ def test_serve_explains_how_to_configure_a_database_when_none_can_be_embedded(
     assert last.startswith("codeforge: ")
     assert "CODEFORGE_DATABASE__URL" in last
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_keys_create_prints_the_key_last_and_stores_only_its_hash(
+    migrated_database_url: str, tmp_path: Path
+) -> None:
+    import hashlib
+
+    import psycopg
+
+    env = codeforge_env(
+        CODEFORGE_DATABASE__URL=migrated_database_url, CODEFORGE_DATA_DIR=str(tmp_path)
+    )
+    tenant = f"cli-{tmp_path.name[-12:]}".lower().replace("_", "-")
+    created = run_codeforge(["keys", "create", "--role", "admin", "--tenant", tenant], env)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("cf_")
+    assert key not in created.stderr
+    with psycopg.connect(migrated_database_url) as conn:
+        row = conn.execute(
+            "SELECT k.role, t.name FROM api_keys k JOIN tenants t ON t.id = k.tenant_id"
+            " WHERE k.key_hash = %s",
+            (hashlib.sha256(key.encode()).hexdigest(),),
+        ).fetchone()
+    assert row == ("admin", tenant)
+
+    listed = run_codeforge(["keys", "list", "--tenant", tenant], env)
+    assert listed.returncode == 0, listed.stderr
+    assert "admin" in listed.stdout
+    assert key not in listed.stdout
+
+    unknown = run_codeforge(["keys", "list", "--tenant", "no-such-tenant"], env)
+    assert unknown.returncode == 1
+    assert "no tenant named" in unknown.stderr
+
+
+def test_secrets_set_list_delete_use_the_private_file_store(tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.support.processes import CODEFORGE
+
+    env = codeforge_env(CODEFORGE_DATA_DIR=str(tmp_path))
+    stored = subprocess.run(
+        [CODEFORGE, "secrets", "set", "openai_api_key", "--value-from-stdin"],
+        input="sk-test-123456\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert stored.returncode == 0, stored.stderr
+    assert "sk-test-123456" not in stored.stdout + stored.stderr
+    assert run_codeforge(["secrets", "list"], env).stdout.split() == ["OPENAI_API_KEY"]
+    store = tmp_path / "secrets" / "secrets.json"
+    assert store.stat().st_mode & 0o777 == 0o600
+    assert "sk-test-123456" in store.read_text()
+    removed = run_codeforge(["secrets", "delete", "OPENAI_API_KEY"], env)
+    assert removed.returncode == 0
+    assert run_codeforge(["secrets", "list"], env).stdout.strip() == ""
+    bad = run_codeforge(["secrets", "delete", "not a name"], env)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("codeforge: ")
