@@ -31,6 +31,7 @@ from typing import Any
 import msgspec
 from msgspec import Struct
 
+from adapters import store_rules as rules
 from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
 from codeforge.domain.events import (
     EVENT_TYPES,
@@ -41,11 +42,10 @@ from codeforge.domain.events import (
     encode_payload,
     event_type_name,
 )
-from codeforge.domain.runs import Run, RunStatus
+from codeforge.domain.runs import Run
 from codeforge.ports.events import EventContext, FeedNotice, OutboxMessage, RunEventFeed
-from codeforge.ports.stores import MAX_PAGE, Page
+from codeforge.ports.stores import Page
 
-RUN_FILTERS = ("status", "task_id", "agent_id", "project_id")
 # PostgreSQL refuses NUL in text and JSONB; an escaped backslash before "u0000" is not one.
 _JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
@@ -202,8 +202,8 @@ class MemoryEventStore:
         after: uuid.UUID | None = None,
         filters: dict[str, str] | None = None,
     ) -> Page[Run]:
-        limit = _page_size(limit)
-        wanted = _run_filters(filters)
+        limit = rules.run_page_size(limit)
+        wanted = rules.run_filters(filters)
         matching = sorted(
             (
                 run
@@ -227,7 +227,7 @@ class MemoryEventStore:
         limit: int | None = None,
     ) -> list[StoredEvent]:
         self._visible_run(tenant_id, run_id)
-        _check_limit(limit)
+        rules.event_limit(limit)
         log = self._logs[run_id]
         start = bisect.bisect_right(log, after, key=lambda r: r.seq)
         end = len(log) if limit is None else start + limit
@@ -326,7 +326,7 @@ def _stored(record: _Record) -> StoredEvent:
 
 
 def _page_by_position(records: list[_Record], after: int, limit: int) -> list[StoredEvent]:
-    _check_limit(limit)
+    rules.event_limit(limit)
     start = bisect.bisect_right(records, after, key=lambda r: r.position)
     return [_stored(r) for r in records[start : start + limit]]
 
@@ -340,30 +340,3 @@ def _storable(what: str, value: object) -> bytes:
     if _JSON_NUL.search(encoded):
         raise ValidationFailed(f"{what} contains a NUL character, which cannot be stored")
     return encoded
-
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and limit < 0:
-        raise ValidationFailed(f"limit must be 0 or more, not {limit}", field="limit")
-
-
-def _page_size(limit: int) -> int:
-    if limit < 1:
-        raise ValidationFailed(f"limit must be at least 1, not {limit}", field="limit")
-    return min(limit, MAX_PAGE)
-
-
-def _run_filters(filters: dict[str, str] | None) -> dict[str, object]:
-    """Filter values in the run's own types; unknown names and bad values are refused."""
-    parsed: dict[str, object] = {}
-    for name, value in (filters or {}).items():
-        if name not in RUN_FILTERS:
-            raise ValidationFailed(
-                f"runs cannot be filtered by {name!r} (use one of {', '.join(RUN_FILTERS)})",
-                field=name,
-            )
-        try:
-            parsed[name] = RunStatus(value) if name == "status" else uuid.UUID(value)
-        except ValueError:
-            raise ValidationFailed(f"{value!r} is not a valid {name}", field=name) from None
-    return parsed

@@ -4,7 +4,7 @@ Implements the stores of `codeforge.ports.stores` for one process, for tests and
 single-process use: tenant scoping, unique names (per tenant; API key prefixes and
 tenant names globally), versions, ordering by id and cursor pages behave as in
 `adapters.postgres.stores`, and the same entities are refused with the same
-`ValidationFailed` (the rules below mirror `adapters.postgres.stores.rules` and the
+`ValidationFailed` (the rules in `adapters.store_rules`, shared with PostgreSQL, and the
 table's columns: NUMERIC(14, 6) tenant money, INTEGER counts). Entities are kept
 encoded, so a caller that mutates a list it was handed does not change the store.
 Mutations hold one lock, so of N concurrent updates from one version exactly one
@@ -14,15 +14,14 @@ wins. Not thread-safe.
 from __future__ import annotations
 
 import asyncio
-import re
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Generic, NamedTuple, TypeVar
 
 import msgspec
 
+from adapters import store_rules as rules
 from codeforge.domain.agents import Agent
 from codeforge.domain.entity import Entity
 from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
@@ -32,13 +31,9 @@ from codeforge.domain.model_configs import ModelConfig
 from codeforge.domain.projects import Project
 from codeforge.domain.tasks import Task
 from codeforge.domain.tenants import Tenant
-from codeforge.ports.stores import MAX_PAGE, Page
+from codeforge.ports.stores import Page
 
 E = TypeVar("E", bound=Entity)
-
-_NATIVE = (datetime, uuid.UUID, Decimal)
-_INT32_MAX = 2**31 - 1
-_AT_FIELD = re.compile(r"at `\$\.([A-Za-z_][A-Za-z0-9_]*)")
 
 
 class Unique(NamedTuple):
@@ -68,14 +63,14 @@ class MemoryEntityStore(Generic[E]):
 
     def check(self, entity: E) -> E:
         """The entity to store, or `ValidationFailed`; stores add their own rules."""
-        return _checked(entity, self.noun, self.int_fields)
+        return rules.checked(entity, self.noun, self.int_fields)
 
     async def add(self, entity: E) -> E:
         entity = self.check(msgspec.structs.replace(entity, version=1))
         async with self._lock:
             if entity.id in self._rows:
                 raise Conflict(
-                    f"{_article(self.noun)} with id {entity.id} already exists", field="id"
+                    f"{rules.article(self.noun)} with id {entity.id} already exists", field="id"
                 )
             self._check_unique(entity)
             return self._put(entity)
@@ -83,7 +78,7 @@ class MemoryEntityStore(Generic[E]):
     async def get(self, tenant_id: uuid.UUID, entity_id: uuid.UUID) -> E:
         found = self._get(entity_id)
         if found is None or found.tenant_id != tenant_id:
-            raise _not_found(self.noun, entity_id)
+            raise rules.not_found(self.noun, entity_id)
         return found
 
     async def update(self, entity: E) -> E:
@@ -91,7 +86,7 @@ class MemoryEntityStore(Generic[E]):
         async with self._lock:
             stored = self._scoped(entity.tenant_id, entity.id)
             if stored.version != entity.version:
-                raise _stale(self.noun, entity.id, entity.version)
+                raise rules.stale(self.noun, entity.id, entity.version)
             self._check_unique(entity)
             return self._put(
                 msgspec.structs.replace(
@@ -105,7 +100,7 @@ class MemoryEntityStore(Generic[E]):
         async with self._lock:
             stored = self._scoped(tenant_id, entity_id)
             if version is not None and stored.version != version:
-                raise _stale(self.noun, entity_id, version)
+                raise rules.stale(self.noun, entity_id, version)
             del self._rows[entity_id]
 
     async def list(
@@ -116,9 +111,8 @@ class MemoryEntityStore(Generic[E]):
         after: uuid.UUID | None = None,
         filters: Mapping[str, str] | None = None,
     ) -> Page[E]:
-        if not 1 <= limit <= MAX_PAGE:
-            raise ValidationFailed(f"limit must be between 1 and {MAX_PAGE}", field="limit")
-        wanted = _filter_values(self.entity_type, self.filters, filters)
+        rules.page_size(limit)
+        wanted = rules.filter_values(self.entity_type, self.filters, filters)
         matching = [
             entity
             for entity in map(self._decoder.decode, self._rows.values())
@@ -149,7 +143,7 @@ class MemoryEntityStore(Generic[E]):
     def _scoped(self, tenant_id: uuid.UUID, entity_id: uuid.UUID) -> E:
         found = self._get(entity_id)
         if found is None or found.tenant_id != tenant_id:
-            raise _not_found(self.noun, entity_id)
+            raise rules.not_found(self.noun, entity_id)
         return found
 
     def _put(self, entity: E) -> E:
@@ -198,18 +192,7 @@ class MemoryTenantStore(MemoryEntityStore[Tenant]):
 
     def check(self, entity: Tenant) -> Tenant:
         tenant = super().check(entity)
-        if tenant.tenant_id != tenant.id:
-            raise ValidationFailed("a tenant's tenant_id must be its own id", field="tenant_id")
-        money = {"budget_usd": tenant.budget_usd, "limits": tenant.limits.max_cost_usd}
-        for field, value in money.items():
-            if not _fits_money(value):
-                raise ValidationFailed(
-                    f"{field} must be a finite amount below 10^8 with at most 6 decimal places",
-                    field=field,
-                )
-        for count in (tenant.limits.max_steps, tenant.limits.max_wall_seconds):
-            if count is not None and count > _INT32_MAX:
-                raise ValidationFailed(f"limits must be at most {_INT32_MAX}", field="limits")
+        rules.check_tenant(tenant)
         return tenant
 
 
@@ -284,95 +267,10 @@ class MemoryApiKeyStore(MemoryEntityStore[ApiKey]):
         async with self._lock:
             key = self._get(key_id)
             if key is None:
-                raise _not_found(self.noun, key_id)
+                raise rules.not_found(self.noun, key_id)
             # Keeps the latest use when requests finish out of order.
             latest = at if key.last_used_at is None else max(key.last_used_at, at)
             self._put(msgspec.structs.replace(key, last_used_at=latest))
 
     async def count_active(self) -> int:
         return sum(1 for key in map(self._decoder.decode, self._rows.values()) if key.active)
-
-
-# -- the rules of adapters.postgres.stores.rules, for a store without a database --
-
-
-def _checked(entity: E, noun: str, int_fields: Iterable[str]) -> E:
-    builtins = msgspec.to_builtins(entity, builtin_types=_NATIVE)
-    try:
-        valid = msgspec.convert(builtins, type(entity))
-    except msgspec.ValidationError as e:
-        match = _AT_FIELD.search(str(e))
-        raise ValidationFailed(f"invalid {noun}: {e}", field=match[1] if match else None) from e
-    for name, value in builtins.items():
-        if isinstance(value, datetime) and value.tzinfo is None:
-            raise ValidationFailed(f"{name} must carry a time zone", field=name)
-        if not _storable_text(value):
-            raise ValidationFailed(
-                f"{name} contains a NUL character or invalid Unicode", field=name
-            )
-    for name in int_fields:
-        number = getattr(valid, name)
-        if not -_INT32_MAX - 1 <= number <= _INT32_MAX:
-            raise ValidationFailed(f"{name} must be at most {_INT32_MAX}", field=name)
-    return valid
-
-
-def _storable_text(value: object) -> bool:
-    if isinstance(value, str):
-        if "\x00" in value:
-            return False
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, dict):
-        return all(_storable_text(k) and _storable_text(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return all(_storable_text(v) for v in value)
-    return True
-
-
-def _fits_money(value: Decimal | None) -> bool:
-    """NUMERIC(14, 6), as the tenants table keeps money."""
-    if value is None:
-        return True
-    if not value.is_finite():
-        return False
-    return value == value.quantize(Decimal("0.000001")) and abs(value) < Decimal(10) ** 8
-
-
-def _filter_values(
-    entity_type: type[Entity], allowed: Iterable[str], filters: Mapping[str, str] | None
-) -> dict[str, Any]:
-    allowed = sorted(allowed)
-    types = {f.name: f.type for f in msgspec.structs.fields(entity_type)}
-    values: dict[str, Any] = {}
-    for name, raw in (filters or {}).items():
-        if name not in allowed:
-            raise ValidationFailed(
-                f"unknown filter {name!r}; allowed: {', '.join(allowed) or 'none'}", field=name
-            )
-        if not _storable_text(raw):
-            raise ValidationFailed(f"filter {name!r} contains a NUL character", field=name)
-        try:
-            values[name] = msgspec.convert(raw, types[name])
-        except msgspec.ValidationError as e:
-            raise ValidationFailed(f"invalid value for filter {name!r}: {e}", field=name) from e
-    return values
-
-
-def _article(noun: str) -> str:
-    return f"an {noun}" if noun[0].lower() in "aeiou" else f"a {noun}"
-
-
-def _not_found(noun: str, entity_id: uuid.UUID) -> NotFound:
-    return NotFound(f"{noun} {entity_id} not found")
-
-
-def _stale(noun: str, entity_id: uuid.UUID, version: int) -> Conflict:
-    return Conflict(
-        f"{noun} {entity_id} was changed by someone else "
-        f"(version {version} is not current); reload and retry",
-        field="version",
-    )

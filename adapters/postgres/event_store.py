@@ -43,6 +43,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from adapters import store_rules as rules
 from adapters.postgres.errors import describe
 from adapters.postgres.event_feed import CHANNEL, encode_notice
 from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
@@ -58,9 +59,8 @@ from codeforge.domain.events import (
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.ports.errors import DependencyUnavailable, PortError
 from codeforge.ports.events import EventContext, FeedNotice, OutboxMessage
-from codeforge.ports.stores import MAX_PAGE, Page
+from codeforge.ports.stores import Page
 
-RUN_FILTERS = ("status", "task_id", "agent_id", "project_id")
 # PostgreSQL refuses NUL in JSONB; an escaped backslash before "u0000" is not one.
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 # Advisory lock spaces (first key of the two-key form) that order writes per task and agent.
@@ -245,15 +245,15 @@ class PostgresEventStore:
         after: uuid.UUID | None = None,
         filters: dict[str, str] | None = None,
     ) -> Page[Run]:
-        limit = _page_size(limit)
+        limit = rules.run_page_size(limit)
         conditions = ["tenant_id = %s"]
         params: list[object] = [tenant_id]
         if after is not None:
             conditions.append("id > %s")
             params.append(after)
-        for name, value in _run_filters(filters).items():
-            conditions.append(f"{name} = %s")  # names come from RUN_FILTERS only
-            params.append(value)
+        for name, value in rules.run_filters(filters).items():
+            conditions.append(f"{name} = %s")  # names come from rules.RUN_FILTERS only
+            params.append(value.value if isinstance(value, RunStatus) else value)
         params.append(limit + 1)
         async with self._connection() as conn:
             cursor = conn.cursor(row_factory=dict_row)
@@ -275,7 +275,7 @@ class PostgresEventStore:
         after: int = 0,
         limit: int | None = None,
     ) -> list[StoredEvent]:
-        _check_limit(limit)
+        rules.event_limit(limit)
         async with self._connection() as conn:
             cursor = conn.cursor(binary=True)
             await cursor.execute(
@@ -325,7 +325,7 @@ class PostgresEventStore:
     async def _load_by(
         self, column: str, tenant_id: uuid.UUID, value: uuid.UUID, after: int, limit: int
     ) -> list[StoredEvent]:
-        _check_limit(limit)
+        rules.event_limit(limit)
         async with self._connection() as conn:
             cursor = conn.cursor(binary=True)
             await cursor.execute(
@@ -519,30 +519,3 @@ async def _positions(inserted: psycopg.AsyncCursor[Any], batch: _Batch) -> list[
 
 async def _notify(conn: psycopg.AsyncConnection[Any], notices: list[FeedNotice]) -> None:
     await conn.execute(_NOTIFY, (CHANNEL, [encode_notice(n) for n in notices]))
-
-
-def _check_limit(limit: int | None) -> None:
-    if limit is not None and limit < 0:
-        raise ValidationFailed(f"limit must be 0 or more, not {limit}", field="limit")
-
-
-def _page_size(limit: int) -> int:
-    if limit < 1:
-        raise ValidationFailed(f"limit must be at least 1, not {limit}", field="limit")
-    return min(limit, MAX_PAGE)
-
-
-def _run_filters(filters: Mapping[str, str] | None) -> dict[str, object]:
-    """Filter values in the columns' types; unknown names and bad values are refused."""
-    parsed: dict[str, object] = {}
-    for name, value in (filters or {}).items():
-        if name not in RUN_FILTERS:
-            raise ValidationFailed(
-                f"runs cannot be filtered by {name!r} (use one of {', '.join(RUN_FILTERS)})",
-                field=name,
-            )
-        try:
-            parsed[name] = RunStatus(value).value if name == "status" else uuid.UUID(value)
-        except ValueError:
-            raise ValidationFailed(f"{value!r} is not a valid {name}", field=name) from None
-    return parsed

@@ -11,17 +11,17 @@ from codeforge.domain.errors import NotFound, ValidationFailed
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
-from codeforge.ports.stores import AgentStore, ModelConfigStore, Page
+from codeforge.ports.stores import AgentStore, ModelConfigStore
+from codeforge.services.catalog import Catalog
 from codeforge.services.clock import Clock, utc_now
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$")
 
 
-class Agents:
+class Agents(Catalog[Agent]):
     def __init__(self, store: AgentStore, models: ModelConfigStore, clock: Clock = utc_now) -> None:
-        self._store = store
+        super().__init__(store, clock)
         self._models = models
-        self._clock = clock
 
     async def create(
         self,
@@ -53,35 +53,14 @@ class Agents:
             )
         )
 
-    async def get(self, principal: Principal, agent_id: uuid.UUID) -> Agent:
-        return await self._store.get(principal.tenant_id, agent_id)
-
-    async def list(
-        self,
-        principal: Principal,
-        *,
-        limit: int,
-        after: uuid.UUID | None,
-        filters: dict[str, str],
-    ) -> Page[Agent]:
-        return await self._store.list(
-            principal.tenant_id, limit=limit, after=after, filters=filters
-        )
-
     async def update(
         self, principal: Principal, agent_id: uuid.UUID, version: int, changes: dict[str, Any]
     ) -> Agent:
-        principal.require_mutation()
-        agent = await self._store.get(principal.tenant_id, agent_id)
         if "name" in changes:
             _validate_name(changes["name"])
         if "model" in changes:
             await self._require_model(principal, changes["model"])
-        return await self._store.update(agent.evolve(self._clock(), version=version, **changes))
-
-    async def delete(self, principal: Principal, agent_id: uuid.UUID, version: int | None) -> None:
-        principal.require_mutation()
-        await self._store.delete(principal.tenant_id, agent_id, version)
+        return await super().update(principal, agent_id, version, changes)
 
     async def _require_model(self, principal: Principal, model: str) -> None:
         try:

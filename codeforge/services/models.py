@@ -17,7 +17,8 @@ from codeforge.domain.errors import Forbidden, NotFound, ValidationFailed
 from codeforge.domain.ids import DEFAULT_TENANT_ID, new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.model_configs import ModelConfig, ModelSource
-from codeforge.ports.stores import ModelConfigStore, Page
+from codeforge.ports.stores import ModelConfigStore
+from codeforge.services.catalog import Catalog
 from codeforge.services.clock import Clock, utc_now
 from codeforge.settings import ModelSettings
 
@@ -26,10 +27,10 @@ log = structlog.get_logger("codeforge.models")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 
 
-class Models:
+class Models(Catalog[ModelConfig]):
     def __init__(self, store: ModelConfigStore, clock: Clock = utc_now) -> None:
-        self._store = store
-        self._clock = clock
+        super().__init__(store, clock)
+        self._models = store
 
     async def create(self, principal: Principal, **fields: Any) -> ModelConfig:
         principal.require_mutation()
@@ -46,40 +47,20 @@ class Models:
             )
         )
 
-    async def get(self, principal: Principal, model_id: uuid.UUID) -> ModelConfig:
-        return await self._store.get(principal.tenant_id, model_id)
-
-    async def list(
-        self,
-        principal: Principal,
-        *,
-        limit: int,
-        after: uuid.UUID | None,
-        filters: dict[str, str],
-    ) -> Page[ModelConfig]:
-        return await self._store.list(
-            principal.tenant_id, limit=limit, after=after, filters=filters
-        )
-
-    async def update(
-        self, principal: Principal, model_id: uuid.UUID, version: int, changes: dict[str, Any]
-    ) -> ModelConfig:
-        principal.require_mutation()
-        model = await self._store.get(principal.tenant_id, model_id)
-        _require_editable(model)
-        _validate({**_fields_of(model), **changes})
-        return await self._store.update(model.evolve(self._clock(), version=version, **changes))
+    def check_update(self, current: ModelConfig, changes: dict[str, Any]) -> None:
+        _require_editable(current)
+        _validate({**_fields_of(current), **changes})
 
     async def delete(self, principal: Principal, model_id: uuid.UUID, version: int | None) -> None:
         principal.require_mutation()
         _require_editable(await self._store.get(principal.tenant_id, model_id))
-        await self._store.delete(principal.tenant_id, model_id, version)
+        await super().delete(principal, model_id, version)
 
     async def load_from_config(self, entries: list[ModelSettings]) -> list[str]:
         """Make the config's models exist as `source: config` (added or brought up to date)."""
         loaded = []
         for entry in entries:
-            fields = {
+            fields: dict[str, Any] = {
                 "name": entry.name,
                 "base_url": entry.base_url,
                 "model": entry.model or entry.name,
@@ -90,7 +71,7 @@ class Models:
             }
             now = self._clock()
             try:
-                current = await self._store.get_by_name(DEFAULT_TENANT_ID, entry.name)
+                current = await self._models.get_by_name(DEFAULT_TENANT_ID, entry.name)
             except NotFound:
                 await self._store.add(
                     ModelConfig(

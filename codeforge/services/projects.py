@@ -12,7 +12,6 @@ import asyncio
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -21,8 +20,9 @@ from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
 from codeforge.domain.projects import Project, classify_source, validate_project_name
-from codeforge.ports.stores import Page, ProjectStore
+from codeforge.ports.stores import ProjectStore
 from codeforge.ports.vcs import BranchInfo, PullResult, RepoStatus
+from codeforge.services.catalog import Catalog
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.git_work import GitRunner
 
@@ -56,14 +56,14 @@ def _move_into_place(partial: Path, workspace: Path) -> None:
         raise
 
 
-class Projects:
+class Projects(Catalog[Project]):
     def __init__(
         self, store: ProjectStore, git: GitRunner, workspaces: Path, clock: Clock = utc_now
     ) -> None:
-        self._store = store
+        super().__init__(store, clock)
+        self._projects = store
         self._git = git
         self._workspaces = workspaces
-        self._clock = clock
 
     def workspace(self, project: Project) -> Path:
         # Per tenant, so two tenants may both name a project "api".
@@ -85,7 +85,7 @@ class Projects:
         validate_project_name(name)
         kind = classify_source(source)
         try:
-            await self._store.get_by_name(principal.tenant_id, name)
+            await self._projects.get_by_name(principal.tenant_id, name)
         except NotFound:
             pass
         else:
@@ -128,34 +128,11 @@ class Projects:
         log.info("project registered", project=name, project_id=str(project.id))
         return project
 
-    async def get(self, principal: Principal, project_id: uuid.UUID) -> Project:
-        return await self._store.get(principal.tenant_id, project_id)
-
-    async def list(
-        self,
-        principal: Principal,
-        *,
-        limit: int,
-        after: uuid.UUID | None,
-        filters: dict[str, str],
-    ) -> Page[Project]:
-        return await self._store.list(
-            principal.tenant_id, limit=limit, after=after, filters=filters
-        )
-
-    async def update(
-        self, principal: Principal, project_id: uuid.UUID, version: int, changes: dict[str, Any]
-    ) -> Project:
-        principal.require_mutation()
-        project = await self._store.get(principal.tenant_id, project_id)
-        return await self._store.update(project.evolve(self._clock(), version=version, **changes))
-
     async def delete(
         self, principal: Principal, project_id: uuid.UUID, version: int | None
     ) -> None:
-        principal.require_mutation()
         project = await self._store.get(principal.tenant_id, project_id)
-        await self._store.delete(principal.tenant_id, project_id, version)
+        await super().delete(principal, project_id, version)
         await asyncio.to_thread(shutil.rmtree, self.workspace(project), True)
 
     async def git_status(self, principal: Principal, project_id: uuid.UUID) -> RepoStatus:

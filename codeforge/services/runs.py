@@ -23,6 +23,8 @@ from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
 
 START_SUBJECT = "runs.start"
+# `Runs.list` shadows the builtin inside the class body.
+Events = list[StoredEvent]
 
 
 class Runs:
@@ -109,12 +111,12 @@ class Runs:
 
     async def events(
         self, principal: Principal, run_id: uuid.UUID, *, after: int = 0, limit: int = 1000
-    ) -> list[StoredEvent]:
+    ) -> Events:
         return await self._events.load(principal.tenant_id, run_id, after=after, limit=limit)
 
     async def task_events(
         self, principal: Principal, task_id: uuid.UUID, *, after: int = 0, limit: int = 500
-    ) -> list[StoredEvent]:
+    ) -> Events:
         await self._tasks.get(principal.tenant_id, task_id)
         return await self._events.load_by_task(
             principal.tenant_id, task_id, after=after, limit=limit
@@ -122,7 +124,7 @@ class Runs:
 
     async def agent_events(
         self, principal: Principal, agent_id: uuid.UUID, *, after: int = 0, limit: int = 500
-    ) -> list[StoredEvent]:
+    ) -> Events:
         await self._agents.get(principal.tenant_id, agent_id)
         return await self._events.load_by_agent(
             principal.tenant_id, agent_id, after=after, limit=limit

@@ -10,13 +10,14 @@ from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.tasks import Task, TaskStatus
 from codeforge.ports.events import FeedNotice, RunEventFeed
-from codeforge.ports.stores import Page, ProjectStore, TaskStore
+from codeforge.ports.stores import ProjectStore, TaskStore
+from codeforge.services.catalog import Catalog
 from codeforge.services.clock import Clock, utc_now
 
 MAX_PROMPT = 100_000
 
 
-class Tasks:
+class Tasks(Catalog[Task]):
     def __init__(
         self,
         store: TaskStore,
@@ -24,11 +25,10 @@ class Tasks:
         feed: RunEventFeed | None = None,
         clock: Clock = utc_now,
     ) -> None:
-        self._store = store
+        super().__init__(store, clock)
         self._projects = projects
         # Status changes go to the tenant's live feed, for dashboards.
         self._feed = feed
-        self._clock = clock
 
     async def create(
         self,
@@ -57,45 +57,24 @@ class Tasks:
             )
         )
 
-    async def get(self, principal: Principal, task_id: uuid.UUID) -> Task:
-        return await self._store.get(principal.tenant_id, task_id)
-
-    async def list(
-        self,
-        principal: Principal,
-        *,
-        limit: int,
-        after: uuid.UUID | None,
-        filters: dict[str, str],
-    ) -> Page[Task]:
-        return await self._store.list(
-            principal.tenant_id, limit=limit, after=after, filters=filters
-        )
-
-    async def update(
-        self, principal: Principal, task_id: uuid.UUID, version: int, changes: dict[str, Any]
-    ) -> Task:
-        principal.require_mutation()
-        task = await self._store.get(principal.tenant_id, task_id)
+    def check_update(self, current: Task, changes: dict[str, Any]) -> None:
         if "status" in changes:
             changes["status"] = TaskStatus(changes["status"])
-        _validate(title=changes.get("title", task.title), prompt=changes.get("prompt", task.prompt))
-        updated = await self._store.update(task.evolve(self._clock(), version=version, **changes))
-        if updated.status is not task.status and self._feed is not None:
+        _validate(
+            title=changes.get("title", current.title), prompt=changes.get("prompt", current.prompt)
+        )
+
+    async def after_update(self, before: Task, after: Task) -> None:
+        if after.status is not before.status and self._feed is not None:
             await self._feed.publish(
                 FeedNotice(
-                    tenant_id=updated.tenant_id,
+                    tenant_id=after.tenant_id,
                     kind="status",
                     entity="task",
-                    entity_id=updated.id,
-                    status=updated.status.value,
+                    entity_id=after.id,
+                    status=after.status.value,
                 )
             )
-        return updated
-
-    async def delete(self, principal: Principal, task_id: uuid.UUID, version: int | None) -> None:
-        principal.require_mutation()
-        await self._store.delete(principal.tenant_id, task_id, version)
 
 
 def _validate(*, title: str, prompt: str) -> None:

@@ -21,9 +21,9 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from adapters import store_rules as rules
 from adapters.postgres.errors import describe
 from adapters.postgres.pool import DatabaseUnavailable
-from adapters.postgres.stores import rules
 from codeforge.domain.entity import Entity
 from codeforge.domain.errors import Conflict, ValidationFailed
 from codeforge.ports.errors import PortError

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from psycopg import sql
 
-from adapters.postgres.stores import rules
+from adapters import store_rules as rules
 from adapters.postgres.stores.base import PostgresEntityStore, Unique
 from codeforge.domain.errors import ValidationFailed
 from codeforge.domain.keys import ApiKey

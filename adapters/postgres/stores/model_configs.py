@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from adapters.postgres.stores import rules
+from adapters import store_rules as rules
 from adapters.postgres.stores.base import PostgresEntityStore, Unique
 from codeforge.domain.errors import NotFound
 from codeforge.domain.model_configs import ModelConfig

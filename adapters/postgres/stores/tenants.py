@@ -9,35 +9,12 @@ so what is read back always equals what was stored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
 from typing import Any
 
-from adapters.postgres.stores import rules
+from adapters import store_rules as rules
 from adapters.postgres.stores.base import PostgresEntityStore, Unique
-from codeforge.domain.errors import NotFound, ValidationFailed
+from codeforge.domain.errors import NotFound
 from codeforge.domain.tenants import Tenant
-
-MONEY_PRECISION, MONEY_SCALE = 14, 6
-
-
-def check_tenant(tenant: Tenant) -> None:
-    """The rules of a tenant row beyond its type: own scope, money and integer columns."""
-    if tenant.tenant_id != tenant.id:
-        raise ValidationFailed("a tenant's tenant_id must be its own id", field="tenant_id")
-    money: dict[str, Decimal | None] = {
-        "budget_usd": tenant.budget_usd,
-        "limits": tenant.limits.max_cost_usd,
-    }
-    for field, value in money.items():
-        if not rules.fits_numeric(value, MONEY_PRECISION, MONEY_SCALE):
-            raise ValidationFailed(
-                f"{field} must be a finite amount below 10^{MONEY_PRECISION - MONEY_SCALE} "
-                f"with at most {MONEY_SCALE} decimal places",
-                field=field,
-            )
-    for count in (tenant.limits.max_steps, tenant.limits.max_wall_seconds):
-        if count is not None and count > rules.INT32_MAX:
-            raise ValidationFailed(f"limits must be at most {rules.INT32_MAX}", field="limits")
 
 
 class PostgresTenantStore(PostgresEntityStore[Tenant]):
@@ -65,7 +42,7 @@ class PostgresTenantStore(PostgresEntityStore[Tenant]):
 
     def check(self, entity: Tenant) -> Tenant:
         tenant = super().check(entity)
-        check_tenant(tenant)
+        rules.check_tenant(tenant)
         return tenant
 
     def to_row(self, entity: Tenant) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""What the stores check before they touch the database, so errors name the field.
+"""What every store adapter checks before it stores anything, so errors name the field.
 
 The in-memory stores (`adapters.memory.stores`) apply the same rules: both adapters
 refuse the same entities with the same `ValidationFailed`, and the contract suite
@@ -18,6 +18,8 @@ import msgspec
 
 from codeforge.domain.entity import Entity
 from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
+from codeforge.domain.runs import RunStatus
+from codeforge.domain.tenants import Tenant
 from codeforge.ports.stores import MAX_PAGE
 
 E = TypeVar("E", bound=Entity)
@@ -129,3 +131,59 @@ def stale(noun: str, entity_id: uuid.UUID, version: int) -> Conflict:
 
 def duplicate_id(noun: str, entity_id: uuid.UUID) -> Conflict:
     return Conflict(f"{article(noun)} with id {entity_id} already exists", field="id")
+
+
+MONEY_PRECISION, MONEY_SCALE = 14, 6
+
+
+def check_tenant(tenant: Tenant) -> None:
+    """The rules of a tenant row beyond its type: own scope, money and integer columns."""
+    if tenant.tenant_id != tenant.id:
+        raise ValidationFailed("a tenant's tenant_id must be its own id", field="tenant_id")
+    money: dict[str, Decimal | None] = {
+        "budget_usd": tenant.budget_usd,
+        "limits": tenant.limits.max_cost_usd,
+    }
+    for field, value in money.items():
+        if not fits_numeric(value, MONEY_PRECISION, MONEY_SCALE):
+            raise ValidationFailed(
+                f"{field} must be a finite amount below 10^{MONEY_PRECISION - MONEY_SCALE} "
+                f"with at most {MONEY_SCALE} decimal places",
+                field=field,
+            )
+    for count in (tenant.limits.max_steps, tenant.limits.max_wall_seconds):
+        if count is not None and count > INT32_MAX:
+            raise ValidationFailed(f"limits must be at most {INT32_MAX}", field="limits")
+
+
+# --- the event store ------------------------------------------------------------
+
+RUN_FILTERS = ("status", "task_id", "agent_id", "project_id")
+
+
+def event_limit(limit: int | None) -> None:
+    if limit is not None and limit < 0:
+        raise ValidationFailed(f"limit must be 0 or more, not {limit}", field="limit")
+
+
+def run_page_size(limit: int) -> int:
+    """Runs are listed at most MAX_PAGE at a time; a larger request gets MAX_PAGE."""
+    if limit < 1:
+        raise ValidationFailed(f"limit must be at least 1, not {limit}", field="limit")
+    return min(limit, MAX_PAGE)
+
+
+def run_filters(filters: Mapping[str, str] | None) -> dict[str, RunStatus | uuid.UUID]:
+    """Filter values in the run's own types; unknown names and bad values are refused."""
+    parsed: dict[str, RunStatus | uuid.UUID] = {}
+    for name, value in (filters or {}).items():
+        if name not in RUN_FILTERS:
+            raise ValidationFailed(
+                f"runs cannot be filtered by {name!r} (use one of {', '.join(RUN_FILTERS)})",
+                field=name,
+            )
+        try:
+            parsed[name] = RunStatus(value) if name == "status" else uuid.UUID(value)
+        except ValueError:
+            raise ValidationFailed(f"{value!r} is not a valid {name}", field=name) from None
+    return parsed
