@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from litestar import Controller, delete, get, post
+from litestar import Controller
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from codeforge.domain.keys import Principal
 from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id
+from codeforge.http.api.routes import delete, get, post
 from codeforge.http.api.schemas import KeyCreate, KeyCreated, KeyView, ListPage
 from codeforge.services.api_keys import ApiKeys
 

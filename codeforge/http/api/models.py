@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import uuid
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from codeforge.domain.keys import Principal
 from codeforge.domain.model_configs import ModelConfig, ModelSource
 from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, Version, cursor_id, filters
+from codeforge.http.api.routes import delete, get, patch, post
 from codeforge.http.api.schemas import ListPage, ModelCreate, ModelUpdate
 from codeforge.services.models import Models
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
@@ -18,6 +18,7 @@ from codeforge.http.api.params import (
     cursor_id,
     filters,
 )
+from codeforge.http.api.routes import delete, get, patch, post
 from codeforge.http.api.schemas import CheckoutRequest, ListPage, ProjectCreate, ProjectUpdate
 from codeforge.ports.vcs import BranchInfo, PullResult, RepoStatus
 from codeforge.services.projects import Projects

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, WebSocket, get, post, websocket
+from litestar import Controller, Request, WebSocket, websocket
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
@@ -15,6 +15,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from codeforge.domain.keys import Principal
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id, filters
+from codeforge.http.api.routes import get, post
 from codeforge.http.api.schemas import EventList, ListPage, RunCreate
 from codeforge.http.api.views import event_list, event_view
 from codeforge.services.event_streams import EventStreams, Heartbeat, StatusChange

@@ -36,6 +36,25 @@ class Request(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         }
 
 
+class ProblemField(Struct, frozen=True, kw_only=True):
+    field: str | None = None
+    message: str | None = None
+    key: str | None = None
+    source: str | None = None
+
+
+class Problem(Struct, frozen=True, kw_only=True):
+    """Every error body (RFC 9457 problem details, `application/problem+json`)."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    instance: str | None = None
+    request_id: str | None = None
+    errors: list[ProblemField] | None = None
+
+
 class ListPage(Struct, Generic[T], frozen=True):
     items: list[T]
     next_cursor: str | None = None

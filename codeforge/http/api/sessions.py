@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, post
+from litestar import Controller, Request, Response
 from litestar.datastructures import Cookie
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
+from codeforge.http.api.routes import delete, post
 from codeforge.http.api.schemas import SessionCreate, SessionView
 from codeforge.services.sessions import COOKIE_NAME, BrowserSessions
 
@@ -49,12 +50,17 @@ class SessionController(Controller):
         )
         return Response(view, status_code=201, cookies=[cookie])
 
-    @delete("/", summary="Sign out: the session ends now and the cookie is cleared")
+    @delete(
+        "/",
+        status_code=204,
+        summary="Sign out: the session ends now and the cookie is cleared",
+        response_cookies=[
+            Cookie(key=COOKIE_NAME, value="", path="/", max_age=0, httponly=True),
+        ],
+    )
     async def sign_out(
         self, request: Request[Any, Any, Any], sessions: NamedDependency[BrowserSessions]
-    ) -> Response[None]:
+    ) -> None:
         value = request.cookies.get(COOKIE_NAME)
         if value:
             await sessions.close(value)
-        expired = Cookie(key=COOKIE_NAME, value="", path="/", max_age=0, httponly=True)
-        return Response(None, status_code=204, cookies=[expired])
