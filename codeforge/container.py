@@ -41,6 +41,7 @@ from codeforge.services.api_keys import ApiKeys
 from codeforge.services.event_log import EventLog
 from codeforge.services.event_streams import EventStreams
 from codeforge.services.git_work import GitRunner
+from codeforge.services.key_cache import KeyCache
 from codeforge.services.models import Models
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
@@ -131,7 +132,8 @@ class Container(containers.DeclarativeContainer):
     shutdown = providers.Singleton(
         ShutdownSequence, providers.Callable(shutdown_timeouts, settings)
     )
-    api_keys = providers.Singleton(ApiKeys, key_store, tenant_store)
+    key_cache = providers.Singleton(KeyCache, ttl=settings.provided.api.key_cache_ttl)
+    api_keys = providers.Singleton(ApiKeys, key_store, tenant_store, cache=key_cache)
     sessions = providers.Singleton(
         BrowserSessions,
         session_store,

@@ -49,6 +49,9 @@ class ApiSettings(Section, frozen=True):
     session_ttl: Seconds = 43200.0
     # Seconds between SSE/WebSocket heartbeats on an idle stream.
     stream_heartbeat: Seconds = 15.0
+    # Seconds an authenticated API key is remembered by a process (0: look it up on
+    # every request). A key revoked in another process stops working within this time.
+    key_cache_ttl: Annotated[float, Meta(ge=0)] = 5.0
 
 
 class LogSettings(Section, frozen=True):

@@ -11,10 +11,19 @@ import structlog
 
 from codeforge.domain.errors import NotFound, Unauthenticated, ValidationFailed
 from codeforge.domain.ids import DEFAULT_TENANT_ID, new_id
-from codeforge.domain.keys import ApiKey, IssuedKey, Principal, Role, issue_key, prefix_of
+from codeforge.domain.keys import (
+    ApiKey,
+    IssuedKey,
+    Principal,
+    Role,
+    hash_key,
+    issue_key,
+    prefix_of,
+)
 from codeforge.domain.tenants import Tenant
 from codeforge.ports.stores import ApiKeyStore, Page, TenantStore
 from codeforge.services.clock import Clock, utc_now
+from codeforge.services.key_cache import KeyCache
 
 log = structlog.get_logger("codeforge.keys")
 
@@ -22,10 +31,17 @@ ADMIN_KEY_FILE = "admin-key"
 
 
 class ApiKeys:
-    def __init__(self, keys: ApiKeyStore, tenants: TenantStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        keys: ApiKeyStore,
+        tenants: TenantStore,
+        clock: Clock = utc_now,
+        cache: KeyCache | None = None,
+    ) -> None:
         self._keys = keys
         self._tenants = tenants
         self._clock = clock
+        self._cache = cache or KeyCache(ttl=0)
 
     async def create(
         self, *, name: str, role: Role, tenant_id: uuid.UUID = DEFAULT_TENANT_ID
@@ -61,18 +77,25 @@ class ApiKeys:
         if not key.active:
             return key
         revoked = await self._keys.update(key.evolve(self._clock(), revoked_at=self._clock()))
+        self._cache.forget(key_id)
         log.info("api key revoked", key_id=str(key_id))
         return revoked
 
     async def authenticate(self, presented: str) -> Principal:
-        prefix = prefix_of(presented)
-        key = await self._keys.find_by_prefix(prefix) if prefix else None
-        if key is None or not key.matches(presented):
-            raise Unauthenticated("the API key is not valid")
-        if not key.active:
-            raise Unauthenticated("the API key has been revoked")
-        await self._keys.touch(key.id, self._clock())
-        return Principal(tenant_id=key.tenant_id, key_id=key.id, role=key.role)
+        digest = hash_key(presented)
+        principal = self._cache.get(digest)
+        if principal is None:
+            prefix = prefix_of(presented)
+            key = await self._keys.find_by_prefix(prefix) if prefix else None
+            if key is None or not key.matches(presented):
+                raise Unauthenticated("the API key is not valid")
+            if not key.active:
+                raise Unauthenticated("the API key has been revoked")
+            principal = Principal(tenant_id=key.tenant_id, key_id=key.id, role=key.role)
+            self._cache.remember(digest, principal)
+        if self._cache.due_for_touch(principal.key_id):
+            await self._keys.touch(principal.key_id, self._clock())
+        return principal
 
     async def ensure_first_admin(self, data_dir: Path) -> Path | None:
         """On a database with no active key, issue an admin key into <data_dir>/admin-key.

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any, TypeVar
 
 from msgspec import Struct
 
@@ -21,6 +23,7 @@ from codeforge.ports.events import FeedNotice, RunEventFeed
 from codeforge.services.runs import Runs
 
 BATCH = 500
+T = TypeVar("T")
 
 
 class Heartbeat(Struct, frozen=True):
@@ -34,11 +37,33 @@ class StatusChange(Struct, frozen=True, kw_only=True):
     run_id: uuid.UUID | None = None
 
 
+class SingleFlight:
+    """Concurrent callers asking the same question share one answer.
+
+    When an event is appended, every stream following that run wakes at once and
+    asks the store the same thing; one query answers them all. A caller that is
+    cancelled does not cancel the shared query.
+    """
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, query: Callable[[], Awaitable[T]]) -> T:
+        future = self._running.get(key)
+        if future is None:
+            future = asyncio.ensure_future(query())
+            self._running[key] = future
+            future.add_done_callback(lambda _: self._running.pop(key, None))
+        result: T = await asyncio.shield(future)
+        return result
+
+
 class EventStreams:
     def __init__(self, runs: Runs, feed: RunEventFeed, heartbeat_seconds: float = 15.0) -> None:
         self._runs = runs
         self._feed = feed
         self._heartbeat = heartbeat_seconds
+        self._shared = SingleFlight()
 
     async def run_events(
         self, principal: Principal, run_id: uuid.UUID, after: int = 0
@@ -55,7 +80,9 @@ class EventStreams:
                 async for event in self._read_after(principal, run_id, last):
                     last = event.seq
                     yield event
-                run = await self._runs.get(principal, run_id)
+                run = await self._shared.run(
+                    ("run", principal.tenant_id, run_id), lambda: self._runs.get(principal, run_id)
+                )
                 if run.status.terminal and run.last_seq <= last:
                     return
                 notice = await self._next(subscription, run_id)
@@ -90,7 +117,10 @@ class EventStreams:
         self, principal: Principal, run_id: uuid.UUID, after: int
     ) -> AsyncIterator[StoredEvent]:
         while True:
-            batch = await self._runs.events(principal, run_id, after=after, limit=BATCH)
+            batch = await self._shared.run(
+                ("events", principal.tenant_id, run_id, after),
+                functools.partial(self._runs.events, principal, run_id, after=after, limit=BATCH),
+            )
             for event in batch:
                 yield event
             if len(batch) < BATCH:
