@@ -13,10 +13,13 @@ from pathlib import Path
 from dependency_injector import containers, providers
 
 from adapters.git.local import LocalGit
+from adapters.memory.queue import MemoryQueue
+from adapters.nats.queue import NatsQueue
 from adapters.postgres.event_feed import PostgresEventFeed
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.idempotency import PostgresIdempotencyStore
 from adapters.postgres.migrations import YoyoMigrator
+from adapters.postgres.outbox import PostgresOutbox
 from adapters.postgres.pool import open_pool
 from adapters.postgres.readiness import PostgresProbe
 from adapters.postgres.server import EmbeddedDatabase, ExternalDatabase, running_database
@@ -36,19 +39,24 @@ from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
+from codeforge.ports.queue import Queue, RetryPolicy
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.event_log import EventLog
 from codeforge.services.event_streams import EventStreams
 from codeforge.services.git_work import GitRunner
 from codeforge.services.key_cache import KeyCache
 from codeforge.services.models import Models
+from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
+from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
 from codeforge.services.runs import Runs
 from codeforge.services.secrets import Secrets
 from codeforge.services.sessions import BrowserSessions, signing_key_from
 from codeforge.services.shutdown import Phase, ShutdownSequence
+from codeforge.services.subjects import subject_registry
 from codeforge.services.tasks import Tasks
 from codeforge.settings import Settings
 
@@ -80,6 +88,19 @@ async def running_feed(pool: object) -> AsyncIterator[RunEventFeed]:
         yield feed
     finally:
         await feed.close()
+
+
+async def running_queue(queue: Queue, grace: float) -> AsyncIterator[Queue]:
+    """Connected for the process's life; drained (handlers finish, publishes flushed) at the end."""
+    await queue.start()  # type: ignore[attr-defined]
+    try:
+        yield queue
+    finally:
+        await queue.drain(grace)
+
+
+def retry_policy(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(max_retries=settings.queue.max_retries, delay=settings.queue.retry_delay)
 
 
 async def running_git(max_concurrent: int) -> AsyncIterator[GitRunner]:
@@ -119,7 +140,43 @@ class Container(containers.DeclarativeContainer):
     session_store = providers.Singleton(PostgresSessionStore, db_pool)
     idempotency_store = providers.Singleton(PostgresIdempotencyStore, db_pool)
     event_store = providers.Singleton(PostgresEventStore, db_pool)
+    outbox = providers.Singleton(PostgresOutbox, db_pool)
     event_feed = providers.Resource(running_feed, db_pool)
+
+    # --- queue --------------------------------------------------------------
+    subjects = providers.Singleton(subject_registry)
+    queue_client = providers.Selector(
+        settings.provided.queue.kind,
+        memory=providers.Singleton(
+            MemoryQueue, subjects, retry=providers.Callable(retry_policy, settings)
+        ),
+        nats=providers.Singleton(
+            NatsQueue,
+            settings.provided.queue.url,
+            subjects,
+            stream_name=settings.provided.queue.stream_name,
+            retry=providers.Callable(retry_policy, settings),
+            ack_wait=settings.provided.queue.ack_wait,
+        ),
+    )
+    queue = providers.Resource(
+        running_queue, queue_client, settings.provided.shutdown.queue_timeout
+    )
+    publish_breaker = providers.Singleton(
+        CircuitBreaker,
+        "queue publish",
+        failure_threshold=settings.provided.queue.breaker_failure_threshold,
+        reset_timeout=settings.provided.queue.breaker_reset_timeout,
+    )
+    queue_probe = providers.Factory(QueueProbe, queue, publish_breaker)
+    outbox_relay = providers.Singleton(
+        OutboxRelay,
+        outbox,
+        queue,
+        subjects,
+        publish_breaker,
+        interval=settings.provided.queue.relay_interval,
+    )
 
     # --- outside parts ------------------------------------------------------
     secrets = providers.Singleton(
@@ -158,6 +215,7 @@ class Container(containers.DeclarativeContainer):
         project_store,
         tenant_store,
         default_mode=providers.Callable(default_mode, settings),
+        on_started=outbox_relay.provided.wake,
     )
     event_streams = providers.Singleton(
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat

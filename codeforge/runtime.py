@@ -21,6 +21,7 @@ from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
 from codeforge.services.event_streams import EventStreams
 from codeforge.services.models import Models
+from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
 from codeforge.services.runs import Runs
@@ -99,12 +100,27 @@ class Runtime:
                 if applied:
                     log.info("migrations applied", migrations=applied)
             self.readiness.register(await self.container.database_probe())
+            await self._start_queue()
             self._services = await self._resolve_services()
             await self._services.models.load_from_config(self.settings.models)
             if issue_first_admin_key:
                 self.admin_key_file = await self._services.api_keys.ensure_first_admin(
                     self.settings.data_path
                 )
+
+    async def _start_queue(self) -> None:
+        queue = await self.container.queue()
+        self.readiness.register(await self.container.queue_probe())
+        relay: OutboxRelay = await self.container.outbox_relay()
+        relay.start()
+        # Order matters: no new jobs go out once work is suspending, then the queue
+        # finishes its deliveries before the pool they may need is closed.
+        self.shutdown.register(Phase.SUSPEND_WORK, "outbox relay", relay.stop)
+        self.shutdown.register(
+            Phase.DRAIN_QUEUE,
+            "queue",
+            lambda: queue.drain(self.settings.shutdown.queue_timeout),
+        )
 
     async def stop(self, reason: str = "requested") -> list[PhaseOutcome]:
         return await self.shutdown.run(reason)

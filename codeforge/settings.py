@@ -89,6 +89,19 @@ class DatabaseSettings(Section, frozen=True):
 class QueueSettings(Section, frozen=True):
     kind: Literal["memory", "nats"] = "memory"
     url: str = "nats://127.0.0.1:4222"
+    # JetStream streams are <stream_name>_WORK and <stream_name>_FANOUT.
+    stream_name: str = "CODEFORGE"
+    # A failing handler's message comes again after retry_delay seconds, at most
+    # max_retries times; then it goes to <subject>.dlq.
+    max_retries: Annotated[int, Meta(ge=0)] = 3
+    retry_delay: Seconds = 2.0
+    # Seconds a NATS delivery may stay unacknowledged before it is redelivered.
+    ack_wait: Seconds = 30.0
+    # Seconds a circuit breaker stays open after failure_threshold publish failures.
+    breaker_failure_threshold: PositiveInt = 5
+    breaker_reset_timeout: Seconds = 30.0
+    # Seconds between outbox relay passes (it is also woken when this process writes).
+    relay_interval: Seconds = 1.0
 
 
 class SandboxSettings(Section, frozen=True):

@@ -66,10 +66,17 @@ class _Record(Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
-class _Outboxed(Struct, frozen=True, kw_only=True):
+class OutboxRow(Struct, frozen=True, kw_only=True):
+    """One row of `outbox`; the relay's columns belong to `adapters.memory.outbox`."""
+
     tenant_id: uuid.UUID
     message: OutboxMessage
     created_at: datetime
+    published_at: datetime | None = None
+    # Not claimable before this instant (a claim's lease, a release's retry time).
+    claimed_until: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = None
 
 
 def _utcnow() -> datetime:
@@ -91,7 +98,7 @@ class MemoryEventStore:
         self._logs: dict[uuid.UUID, list[_Record]] = {}
         self._by_task: dict[tuple[uuid.UUID, uuid.UUID], list[_Record]] = {}
         self._by_agent: dict[tuple[uuid.UUID, uuid.UUID], list[_Record]] = {}
-        self._outbox: dict[uuid.UUID, _Outboxed] = {}
+        self._outbox: dict[uuid.UUID, OutboxRow] = {}
         self._positions = itertools.count(1)
 
     # -- writes ----------------------------------------------------------------------
@@ -116,7 +123,7 @@ class MemoryEventStore:
         self._runs[run.id] = run
         self._logs[run.id] = []
         [record] = self._commit([record])
-        self._outbox[outbox.id] = _Outboxed(
+        self._outbox[outbox.id] = OutboxRow(
             tenant_id=run.tenant_id, message=outbox, created_at=run.created_at
         )
         stored = _stored(record)
@@ -186,8 +193,16 @@ class MemoryEventStore:
         return [
             o.message
             for o in self._outbox.values()
-            if tenant_id is None or o.tenant_id == tenant_id
+            if o.published_at is None and (tenant_id is None or o.tenant_id == tenant_id)
         ]
+
+    def outbox_rows(self) -> dict[uuid.UUID, OutboxRow]:
+        """The outbox table itself, by message id, for `adapters.memory.outbox.MemoryOutbox`.
+
+        The caller may replace rows (they are frozen) but must never add or remove a
+        key except to purge published rows: messages enter only with their run.
+        """
+        return self._outbox
 
     # -- reads -----------------------------------------------------------------------
 

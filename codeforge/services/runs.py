@@ -9,6 +9,7 @@ delays runs but never strands them. Executing the run is the worker's job.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from codeforge.domain.errors import NotFound, ValidationFailed
@@ -21,8 +22,8 @@ from codeforge.ports.events import EventContext, EventStore, OutboxMessage
 from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
+from codeforge.services.subjects import START_RUN
 
-START_SUBJECT = "runs.start"
 # `Runs.list` shadows the builtin inside the class body.
 Events = list[StoredEvent]
 
@@ -39,6 +40,7 @@ class Runs:
         *,
         default_mode: SandboxMode = SandboxMode.MOUNT,
         clock: Clock = utc_now,
+        on_started: Callable[[], None] | None = None,
     ) -> None:
         self._events = events
         self._log = log
@@ -48,6 +50,8 @@ class Runs:
         self._tenants = tenants
         self._default_mode = default_mode
         self._clock = clock
+        # Told after each start, so the outbox relay publishes the job at once.
+        self._on_started = on_started
 
     async def start(
         self,
@@ -85,13 +89,15 @@ class Runs:
         run = Run.requested(run_id, tenant, requested, self._clock())
         outbox = OutboxMessage(
             id=new_id(),
-            subject=START_SUBJECT,
+            subject=START_RUN,
             payload={"run_id": str(run_id), "tenant_id": str(tenant)},
             headers={"X-Request-ID": request_id} if request_id else {},
         )
         await self._log.create_run(
             run, requested, outbox, EventContext(tenant_id=tenant, request_id=request_id)
         )
+        if self._on_started is not None:
+            self._on_started()
         return run
 
     async def get(self, principal: Principal, run_id: uuid.UUID) -> Run:

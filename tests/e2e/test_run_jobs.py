@@ -1,0 +1,105 @@
+"""A started run reaches the queue through the outbox, even across a queue outage."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import psycopg
+from litestar.testing import AsyncTestClient
+
+from codeforge.domain.commands import StartRun
+from codeforge.ports.queue import Message
+from codeforge.runtime import Runtime
+from tests.e2e.conftest import Headers
+from tests.e2e.test_api_runs import setup_task
+
+
+def published_at(url: str, run_id: str) -> list[object]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT published_at FROM outbox WHERE payload->>'run_id' = %s", (run_id,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def test_a_started_run_is_published_as_a_start_job_and_marked_sent(
+    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+) -> None:
+    queue = await runtime.container.queue()
+    received: asyncio.Queue[Message[StartRun]] = asyncio.Queue()
+
+    async def handle(message: Message[StartRun]) -> None:
+        await received.put(message)
+
+    subscription = await queue.subscribe("runs.start", handle, mode="work_queue")
+    try:
+        ids = await setup_task(client, admin, tmp_path)
+        run = await client.post(
+            "/api/v1/runs", json=ids, headers={**admin, "X-Request-ID": "job-1"}
+        )
+        assert run.status_code == 201
+        message = await asyncio.wait_for(received.get(), 5)
+    finally:
+        await subscription.stop()
+    assert message.payload == StartRun(
+        run_id=uuid.UUID(run.json()["id"]), tenant_id=uuid.UUID(run.json()["tenant_id"])
+    )
+    assert message.request_id == "job-1"
+    url = runtime.settings.database.url
+    for _ in range(50):
+        if all(published_at(url, run.json()["id"])):
+            break
+        await asyncio.sleep(0.05)
+    assert all(published_at(url, run.json()["id"]))
+
+
+async def test_readiness_reports_the_queue(runtime: Runtime, client: AsyncTestClient) -> None:
+    body = (await client.get("/health/ready")).json()
+    assert body["checks"]["queue"]["status"] == "up"
+
+
+async def test_a_queue_outage_delays_jobs_and_never_loses_them(
+    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+) -> None:
+    queue = await runtime.container.queue()
+    relay = await runtime.container.outbox_relay()
+    await relay.stop()  # the test drives the relay by hand
+    ids = await setup_task(client, admin, tmp_path)
+    run_id = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()["id"]
+
+    real_publish = queue.publish
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        from codeforge.ports.queue import QueueUnavailable
+
+        raise QueueUnavailable("the broker is down")
+
+    queue.publish = broken  # type: ignore[method-assign]
+    try:
+        assert await relay.relay_once() == 0
+    finally:
+        queue.publish = real_publish  # type: ignore[method-assign]
+    url = runtime.settings.database.url
+    assert published_at(url, run_id) == [None]
+
+    # After its back-off the entry is claimed again and goes out.
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("UPDATE outbox SET claimed_until = now() - interval '1 second'")
+    received: list[Message[StartRun]] = []
+
+    async def handle(message: Message[StartRun]) -> None:
+        received.append(message)
+
+    subscription = await queue.subscribe("runs.start", handle, mode="work_queue")
+    try:
+        assert await relay.relay_once() == 1
+        for _ in range(100):
+            if received:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await subscription.stop()
+    assert [str(m.payload.run_id) for m in received] == [run_id]
+    assert published_at(url, run_id) != [None]
