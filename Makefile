@@ -39,8 +39,12 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+.PHONY: system-deps
+system-deps: ## Install the system tools the tests use (bubblewrap), when missing
+	sh scripts/install-test-system-deps.sh
+
 .PHONY: test
-test: install lint ## Lint, then the whole test suite against real services
+test: install lint system-deps ## Lint, then the whole test suite against real services
 	$(BIN)/pytest -m "not benchmark" tests
 
 .PHONY: test-quick

@@ -32,6 +32,8 @@ from adapters.postgres.stores import (
     PostgresTaskStore,
     PostgresTenantStore,
 )
+from adapters.sandbox.bwrap import BwrapSandboxFactory
+from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
 from codeforge.domain.runs import SandboxMode
@@ -40,6 +42,7 @@ from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
 from codeforge.ports.queue import Queue, RetryPolicy
+from codeforge.ports.sandbox import ISOLATION, SandboxFactory
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
 from codeforge.services.circuit_breaker import CircuitBreaker
@@ -53,6 +56,7 @@ from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
 from codeforge.services.runs import Runs
+from codeforge.services.sandbox_choice import SandboxChoice, SandboxReadiness, choose_sandbox
 from codeforge.services.secrets import Secrets
 from codeforge.services.sessions import BrowserSessions, signing_key_from
 from codeforge.services.shutdown import Phase, ShutdownSequence
@@ -75,10 +79,16 @@ def shutdown_timeouts(settings: Settings) -> dict[Phase, float]:
     }
 
 
-def default_mode(settings: Settings) -> SandboxMode:
-    # "auto" is resolved by the sandbox issue (bwrap where it works); until then, mount.
-    kind = settings.sandbox.kind
-    return SandboxMode.MOUNT if kind == "auto" else SandboxMode(kind)
+def default_mode(choice: SandboxChoice) -> SandboxMode:
+    # With no usable kind, runs still record the configured fallback; readiness says why.
+    return choice.kind or SandboxMode.MOUNT
+
+
+async def resolved_sandbox(
+    settings: Settings, factories: dict[SandboxMode, SandboxFactory]
+) -> AsyncIterator[SandboxChoice]:
+    required = ISOLATION if settings.sandbox.require_isolation else ()
+    yield await choose_sandbox(settings.sandbox.kind, factories, required=required)
 
 
 async def running_feed(pool: object) -> AsyncIterator[RunEventFeed]:
@@ -178,6 +188,16 @@ class Container(containers.DeclarativeContainer):
         interval=settings.provided.queue.relay_interval,
     )
 
+    # --- sandboxes ----------------------------------------------------------
+    sandbox_factories = providers.Dict(
+        {
+            SandboxMode.MOUNT: providers.Singleton(MountSandboxFactory),
+            SandboxMode.BWRAP: providers.Singleton(BwrapSandboxFactory),
+        }
+    )
+    sandbox_choice = providers.Resource(resolved_sandbox, settings, sandbox_factories)
+    sandbox_probe = providers.Factory(SandboxReadiness, sandbox_choice)
+
     # --- outside parts ------------------------------------------------------
     secrets = providers.Singleton(
         Secrets, providers.Callable(secret_stores, data_path), register_secret
@@ -214,7 +234,7 @@ class Container(containers.DeclarativeContainer):
         agent_store,
         project_store,
         tenant_store,
-        default_mode=providers.Callable(default_mode, settings),
+        default_mode=providers.Callable(default_mode, sandbox_choice),
         on_started=outbox_relay.provided.wake,
     )
     event_streams = providers.Singleton(

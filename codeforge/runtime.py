@@ -101,6 +101,7 @@ class Runtime:
                     log.info("migrations applied", migrations=applied)
             self.readiness.register(await self.container.database_probe())
             await self._start_queue()
+            self.readiness.register(await self.container.sandbox_probe())
             self._services = await self._resolve_services()
             await self._services.models.load_from_config(self.settings.models)
             if issue_first_admin_key:

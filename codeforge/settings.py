@@ -107,6 +107,9 @@ class QueueSettings(Section, frozen=True):
 class SandboxSettings(Section, frozen=True):
     # auto: bwrap where bubblewrap works, else mount.
     kind: Literal["auto", "mount", "bwrap", "docker", "hybrid"] = "auto"
+    # Refuse sandboxes without filesystem, network and process isolation (mount):
+    # `serve` reports it at start and in /health/ready instead of letting runs fail late.
+    require_isolation: bool = False
 
 
 class LlmSettings(Section, frozen=True):

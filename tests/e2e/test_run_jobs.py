@@ -103,3 +103,29 @@ async def test_a_queue_outage_delays_jobs_and_never_loses_them(
         await subscription.stop()
     assert [str(m.payload.run_id) for m in received] == [run_id]
     assert published_at(url, run_id) != [None]
+
+
+async def test_a_policy_demanding_isolation_without_it_is_reported_at_start(
+    make_database: object, tmp_path: Path
+) -> None:
+    from codeforge.container import Container
+    from codeforge.http.app import create_app
+    from codeforge.settings import SandboxSettings
+    from tests.e2e.conftest import api_settings
+
+    settings = api_settings(
+        make_database(),  # type: ignore[operator]
+        tmp_path / "data",
+        sandbox=SandboxSettings(kind="mount", require_isolation=True),
+    )
+    runtime = Runtime(Container(settings=settings))
+    await runtime.start()
+    try:
+        async with AsyncTestClient(app=create_app(runtime)) as client:
+            ready = await client.get("/health/ready")
+        assert ready.status_code == 503
+        sandbox = ready.json()["checks"]["sandbox"]
+        assert sandbox["status"] == "down"
+        assert "install bubblewrap" in sandbox["error"]
+    finally:
+        await runtime.stop()
