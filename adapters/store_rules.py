@@ -158,6 +158,12 @@ def check_tenant(tenant: Tenant) -> None:
 
 # --- the event store ------------------------------------------------------------
 
+
+def check_aware(moment: datetime) -> None:
+    if moment.tzinfo is None:
+        raise ValidationFailed("times must carry a time zone", field="now")
+
+
 RUN_FILTERS = ("status", "task_id", "agent_id", "project_id")
 
 

@@ -1,6 +1,7 @@
 """`codeforge` — the command line.
 
-    codeforge serve [--host H] [--port P]    API + admin pages (+ workers, later)
+    codeforge serve [--host H] [--port P] [--no-worker]   API + admin pages + workers
+    codeforge worker                         execute runs from the queue (no HTTP)
     codeforge migrate up|down|status         database schema
     codeforge config show [--json]           the effective configuration and its sources
     codeforge keys create|list|revoke        API keys
@@ -51,7 +52,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to listen on (http.host)")
     serve.add_argument("--port", type=int, help="port to listen on (http.port)")
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="serve the API only; `codeforge worker` processes execute the runs",
+    )
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker", parents=[common], help="execute runs from the queue (no HTTP)"
+    )
+    worker.set_defaults(handler=_work)
 
     migrate = commands.add_parser("migrate", parents=[common], help="manage the database schema")
     migrate.add_argument("action", choices=["up", "down", "status"])
@@ -251,7 +262,21 @@ def _container(loaded: LoadedConfig) -> Any:
 def _serve(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     from codeforge.serve import serve
 
-    return asyncio.run(serve(loaded))
+    return asyncio.run(serve(loaded, with_worker=not args.no_worker))
+
+
+def _work(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from codeforge.serve import work
+
+    if loaded.settings.queue.kind == "memory":
+        print(
+            "codeforge: `codeforge worker` takes runs from a queue shared between processes; "
+            "set queue.kind: nats (CODEFORGE_QUEUE__KIND=nats) — with the in-process queue, "
+            "`codeforge serve` runs the workers itself",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    return asyncio.run(work(loaded))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,6 +7,8 @@ Async providers (anything depending on the pool) resolve with `await`.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from dependency_injector import containers, providers
 from adapters.git.local import LocalGit
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.queue import NatsQueue
+from adapters.postgres.dead_letters import PostgresDeadLetterStore
 from adapters.postgres.event_feed import PostgresEventFeed
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.idempotency import PostgresIdempotencyStore
@@ -46,15 +49,18 @@ from codeforge.ports.sandbox import ISOLATION, SandboxFactory
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
 from codeforge.services.circuit_breaker import CircuitBreaker
+from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_log import EventLog
 from codeforge.services.event_streams import EventStreams
 from codeforge.services.git_work import GitRunner
 from codeforge.services.key_cache import KeyCache
+from codeforge.services.lease_reaper import LeaseReaper
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
+from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.sandbox_choice import SandboxChoice, SandboxReadiness, choose_sandbox
 from codeforge.services.secrets import Secrets
@@ -109,6 +115,10 @@ async def running_queue(queue: Queue, grace: float) -> AsyncIterator[Queue]:
         await queue.drain(grace)
 
 
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(max_retries=settings.queue.max_retries, delay=settings.queue.retry_delay)
 
@@ -151,6 +161,7 @@ class Container(containers.DeclarativeContainer):
     idempotency_store = providers.Singleton(PostgresIdempotencyStore, db_pool)
     event_store = providers.Singleton(PostgresEventStore, db_pool)
     outbox = providers.Singleton(PostgresOutbox, db_pool)
+    dead_letter_store = providers.Singleton(PostgresDeadLetterStore, db_pool)
     event_feed = providers.Resource(running_feed, db_pool)
 
     # --- queue --------------------------------------------------------------
@@ -179,6 +190,7 @@ class Container(containers.DeclarativeContainer):
         reset_timeout=settings.provided.queue.breaker_reset_timeout,
     )
     queue_probe = providers.Factory(QueueProbe, queue, publish_breaker)
+    dead_letters = providers.Singleton(DeadLetters, dead_letter_store, queue, subjects)
     outbox_relay = providers.Singleton(
         OutboxRelay,
         outbox,
@@ -239,6 +251,25 @@ class Container(containers.DeclarativeContainer):
     )
     event_streams = providers.Singleton(
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat
+    )
+
+    # --- workers ------------------------------------------------------------
+    # The agent runtime (next issue) provides the executor; until then none is installed
+    # and runs wait in `requested`. Tests override it.
+    run_executor = providers.Object(None)
+    worker_id = providers.Callable(worker_name)
+    run_worker = providers.Singleton(
+        RunWorker,
+        queue,
+        event_store,
+        event_log,
+        run_executor,
+        worker_id=worker_id,
+        lease_seconds=settings.provided.worker.lease_seconds,
+        heartbeat_seconds=settings.provided.worker.heartbeat_seconds,
+    )
+    lease_reaper = providers.Singleton(
+        LeaseReaper, event_store, event_log, interval=settings.provided.worker.reaper_interval
     )
 
     # --- HTTP guards --------------------------------------------------------

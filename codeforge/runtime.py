@@ -19,11 +19,14 @@ from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_streams import EventStreams
+from codeforge.services.lease_reaper import LeaseReaper
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
+from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.secrets import Secrets
 from codeforge.services.sessions import BrowserSessions
@@ -49,6 +52,7 @@ class Services:
     secrets: Secrets
     rate_limits: RateLimits
     idempotency: Idempotency
+    dead_letters: DeadLetters
 
 
 class Runtime:
@@ -86,7 +90,7 @@ class Runtime:
         rate_limits: RateLimits = self.container.rate_limits()
         return rate_limits
 
-    async def start(self, *, issue_first_admin_key: bool = True) -> None:
+    async def start(self, *, issue_first_admin_key: bool = True, with_worker: bool = True) -> None:
         async with self._start_lock:
             if self._started:
                 return
@@ -108,12 +112,17 @@ class Runtime:
                 self.admin_key_file = await self._services.api_keys.ensure_first_admin(
                     self.settings.data_path
                 )
+            await self._start_workers(with_worker)
 
     async def _start_queue(self) -> None:
         queue = await self.container.queue()
         self.readiness.register(await self.container.queue_probe())
         relay: OutboxRelay = await self.container.outbox_relay()
         relay.start()
+        # Records every dead letter in PostgreSQL (one recorder per pattern, shared by all
+        # processes); the queue's drain stops it, after the other handlers finished.
+        dead_letters: DeadLetters = await self.container.dead_letters()
+        await dead_letters.start()
         # Order matters: no new jobs go out once work is suspending, then the queue
         # finishes its deliveries before the pool they may need is closed.
         self.shutdown.register(Phase.SUSPEND_WORK, "outbox relay", relay.stop)
@@ -122,6 +131,19 @@ class Runtime:
             "queue",
             lambda: queue.drain(self.settings.shutdown.queue_timeout),
         )
+
+    async def _start_workers(self, with_worker: bool) -> None:
+        reaper: LeaseReaper = await self.container.lease_reaper()
+        reaper.start()
+        self.shutdown.register(Phase.SUSPEND_WORK, "lease reaper", reaper.stop)
+        if not with_worker:
+            return
+        if self.container.run_executor() is None:
+            log.info("no run executor is installed yet; runs wait in 'requested'")
+            return
+        worker: RunWorker = await self.container.run_worker()
+        await worker.start()
+        self.shutdown.register(Phase.SUSPEND_WORK, "run worker", worker.suspend_all)
 
     async def stop(self, reason: str = "requested") -> list[PhaseOutcome]:
         return await self.shutdown.run(reason)
@@ -146,6 +168,7 @@ class Runtime:
             secrets=c.secrets(),
             rate_limits=self.rate_limits,
             idempotency=await c.idempotency(),
+            dead_letters=await c.dead_letters(),
         )
 
     async def _close_resources(self) -> None:

@@ -36,7 +36,7 @@ class _Server(uvicorn.Server):
         yield
 
 
-async def serve(loaded: LoadedConfig) -> int:
+async def serve(loaded: LoadedConfig, *, with_worker: bool = True) -> int:
     settings = loaded.settings
     writer = configure_logging(
         level=settings.log.level,
@@ -45,12 +45,12 @@ async def serve(loaded: LoadedConfig) -> int:
         queue_size=settings.log.queue_size,
     )
     try:
-        return await _serve(loaded, writer)
+        return await _serve(loaded, writer, with_worker=with_worker)
     finally:
         writer.close()
 
 
-async def _serve(loaded: LoadedConfig, writer: LogWriter) -> int:
+async def _serve(loaded: LoadedConfig, writer: LogWriter, *, with_worker: bool) -> int:
     settings = loaded.settings
     runtime = Runtime(Container(settings=settings))
     stop = asyncio.Event()
@@ -87,7 +87,7 @@ async def _serve(loaded: LoadedConfig, writer: LogWriter) -> int:
         )
     )
     try:
-        await runtime.start()
+        await runtime.start(with_worker=with_worker)
     except BaseException:
         await runtime.stop("start failed")
         raise
@@ -124,6 +124,39 @@ async def _run_http(server: uvicorn.Server) -> None:
     # so the shutdown sequence still runs and closes the pool.
     with contextlib.suppress(SystemExit):
         await server.serve()
+
+
+async def work(loaded: LoadedConfig) -> int:
+    """`codeforge worker`: take runs off the queue until a signal says stop; no HTTP."""
+    settings = loaded.settings
+    writer = configure_logging(
+        level=settings.log.level,
+        fmt=settings.log.format,
+        service=settings.service_name,
+        queue_size=settings.log.queue_size,
+    )
+    try:
+        runtime = Runtime(Container(settings=settings))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        reloader = Reloader(lambda: _reload_settings(loaded))
+        reloader.register("log level", lambda new: writer.set_level(new.log.level))
+        reloader.register("rate limits and secrets", runtime.apply_reloaded)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, reloader.reload)
+        try:
+            await runtime.start(issue_first_admin_key=False, with_worker=True)
+            log.info("worker ready")
+            await stop.wait()
+            log.info("shutdown requested")
+        finally:
+            outcomes = await runtime.stop("signal")
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+        return 0 if all(not o.failures for o in outcomes) else 1
+    finally:
+        writer.close()
 
 
 def _reload_settings(loaded: LoadedConfig) -> Settings:

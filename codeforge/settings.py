@@ -134,6 +134,15 @@ class ModelSettings(Section, frozen=True):
     context_window: PositiveInt = 128_000
 
 
+class WorkerSettings(Section, frozen=True):
+    """Workers take runs off the queue and hold a lease on each while it executes."""
+
+    # Seconds a lease lasts without a heartbeat; the reaper ends a run whose lease ran out.
+    lease_seconds: Seconds = 120.0
+    heartbeat_seconds: Seconds = 30.0
+    reaper_interval: Seconds = 15.0
+
+
 class ShutdownSettings(Section, frozen=True):
     """Upper bounds for each shutdown phase; a phase that overruns is logged and skipped."""
 
@@ -155,6 +164,7 @@ class Settings(Section, frozen=True):
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)
+    worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 
     @property
@@ -180,6 +190,13 @@ class Settings(Section, frozen=True):
         if url and not url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
             found.append(
                 ("database.url", "a PostgreSQL URL such as postgresql://user@host:5432/db")
+            )
+        if self.worker.heartbeat_seconds >= self.worker.lease_seconds:
+            found.append(
+                (
+                    "worker.heartbeat_seconds",
+                    f"less than worker.lease_seconds ({self.worker.lease_seconds:g})",
+                )
             )
         if not self.queue.url.startswith(("nats://", "tls://")) and self.queue.kind == "nats":
             found.append(("queue.url", "a NATS URL such as nats://127.0.0.1:4222"))

@@ -42,7 +42,7 @@ from codeforge.domain.events import (
     encode_payload,
     event_type_name,
 )
-from codeforge.domain.runs import Run
+from codeforge.domain.runs import Run, RunStatus
 from codeforge.ports.events import EventContext, FeedNotice, OutboxMessage, RunEventFeed
 from codeforge.ports.stores import Page
 
@@ -208,6 +208,18 @@ class MemoryEventStore:
 
     async def get_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> Run:
         return self._visible_run(tenant_id, run_id)
+
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Run]:
+        rules.check_aware(now)
+        expired = [
+            run
+            for run in self._runs.values()
+            if run.status is RunStatus.RUNNING
+            and run.lease_expires_at is not None
+            and run.lease_expires_at < now
+        ]
+        expired.sort(key=lambda run: run.lease_expires_at or now)
+        return expired[: rules.run_page_size(limit)]
 
     async def list_runs(
         self,

@@ -237,6 +237,19 @@ class PostgresEventStore:
             raise NotFound(f"run {run_id} does not exist", field="run_id")
         return _run_from_row(row)
 
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Run]:
+        rules.check_aware(now)
+        async with self._connection() as conn:
+            cursor = conn.cursor(row_factory=dict_row)
+            await cursor.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs"  # noqa: S608 - constant column names
+                " WHERE status = 'running' AND lease_expires_at < %s"
+                " ORDER BY lease_expires_at LIMIT %s",
+                (now, rules.run_page_size(limit)),
+            )
+            rows = await cursor.fetchall()
+        return [_run_from_row(row) for row in rows]
+
     async def list_runs(
         self,
         tenant_id: uuid.UUID,

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from msgspec import Struct
@@ -82,6 +83,11 @@ class EventStore(Protocol):
         filters: dict[str, str] | None = None,
     ) -> Page[Run]:
         """Filters: status, task_id, agent_id, project_id."""
+        ...
+
+    async def expired_leases(self, now: datetime, *, limit: int = 100) -> list[Run]:
+        """Runs of every tenant that are `running` with `lease_expires_at` before `now`,
+        oldest lease first: the reaper's work list (its worker stopped renewing)."""
         ...
 
     async def load(

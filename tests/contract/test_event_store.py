@@ -134,6 +134,39 @@ class EventStoreContract:
         )
         return run, first
 
+    # -- leases ----------------------------------------------------------------------
+
+    async def test_expired_leases_lists_running_runs_whose_lease_ended_oldest_first(
+        self, store: EventStore, tenant_id: uuid.UUID
+    ) -> None:
+        # Leases in 2001 are older than any other test's, so the global query sees only ours.
+        epoch = datetime(2001, 1, 1, tzinfo=UTC)
+        older, _ = await self.create(store, tenant_id)
+        newer, _ = await self.create(store, tenant_id)
+        fresh, _ = await self.create(store, tenant_id)
+        waiting, _ = await self.create(store, tenant_id)
+        context = EventContext(tenant_id=tenant_id)
+        for run, expires in (
+            (newer, epoch + timedelta(minutes=2)),
+            (older, epoch + timedelta(minutes=1)),
+            (fresh, epoch + timedelta(days=400)),
+        ):
+            await store.append(
+                run.id,
+                [RunStarted(worker="w", lease_expires_at=expires)],
+                expected_seq=1,
+                context=context,
+            )
+        ended = await store.expired_leases(epoch + timedelta(hours=1))
+        assert [run.id for run in ended] == [older.id, newer.id]
+        assert all(run.status is RunStatus.RUNNING for run in ended)
+        assert waiting.id not in {run.id for run in ended}
+        assert [r.id for r in await store.expired_leases(epoch + timedelta(hours=1), limit=1)] == [
+            older.id
+        ]
+        with pytest.raises(ValidationFailed):
+            await store.expired_leases(datetime(2001, 1, 1))
+
     # -- creating a run --------------------------------------------------------------
 
     async def test_create_run_stores_the_projection_the_first_event_and_the_outbox_message(

@@ -129,3 +129,50 @@ async def test_a_policy_demanding_isolation_without_it_is_reported_at_start(
         assert "install bubblewrap" in sandbox["error"]
     finally:
         await runtime.stop()
+
+
+async def test_a_started_run_is_taken_by_the_worker_and_executed_once(
+    make_database: object, tmp_path: Path
+) -> None:
+    from dependency_injector import providers
+
+    from codeforge.container import Container
+    from codeforge.http.app import create_app
+    from tests.e2e.conftest import api_settings
+    from tests.integration.test_run_worker import ScriptedAgent
+
+    agent = ScriptedAgent()
+    agent.finish.set()
+    container = Container(settings=api_settings(make_database(), tmp_path / "data"))  # type: ignore[operator]
+    container.run_executor.override(providers.Object(agent))
+    runtime = Runtime(container)
+    await runtime.start()
+    try:
+        assert runtime.admin_key_file is not None
+        admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
+        async with AsyncTestClient(app=create_app(runtime)) as client:
+            ids = await setup_task(client, admin, tmp_path)
+            run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
+            for _ in range(100):
+                current = (await client.get(f"/api/v1/runs/{run['id']}", headers=admin)).json()
+                if current["status"] == "succeeded":
+                    break
+                await asyncio.sleep(0.05)
+            assert current["status"] == "succeeded"
+            events = await client.get(f"/api/v1/runs/{run['id']}/events", headers=admin)
+        assert [e["type"] for e in events.json()["items"]] == [
+            "RunRequested",
+            "RunStarted",
+            "RunCompleted",
+        ]
+        assert agent.executions == [uuid.UUID(run["id"])]
+    finally:
+        await runtime.stop()
+
+
+def test_codeforge_worker_refuses_the_in_process_queue(tmp_path: Path) -> None:
+    from tests.support.processes import codeforge_env, run_codeforge
+
+    result = run_codeforge(["worker"], codeforge_env(CODEFORGE_DATA_DIR=str(tmp_path)))
+    assert result.returncode == 2
+    assert "queue.kind: nats" in result.stderr

@@ -12,6 +12,7 @@ from litestar.di import Provide
 
 from codeforge.domain.keys import Principal
 from codeforge.http.api.agents import AgentController
+from codeforge.http.api.dead_letters import DeadLetterController
 from codeforge.http.api.keys import KeyController
 from codeforge.http.api.models import ModelController
 from codeforge.http.api.params import principal_of
@@ -54,6 +55,7 @@ def api_router(runtime: Runtime) -> Router:
             TenantStreamController,
             KeyController,
             SessionController,
+            DeadLetterController,
         ],
         dependencies={
             "principal": Provide(principal_of, sync_to_thread=False),
@@ -65,6 +67,7 @@ def api_router(runtime: Runtime) -> Router:
             "streams": service("event_streams"),
             "keys": service("api_keys"),
             "sessions": open_service("sessions"),
+            "dead_letters": service("dead_letters"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),

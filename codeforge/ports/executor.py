@@ -1,0 +1,39 @@
+"""Executing a run: what a worker hands a run to once it holds the run's lease.
+
+The agent runtime implements it; workers, leases, heartbeats, cancellation and
+shutdown are the job mechanism's, so an executor only does the work.
+
+Contract: `execute(run, cancel)` returns the outcome when the work is done. It
+watches `cancel` and, once it is set (a user cancelled the run), stops promptly
+and returns a `cancelled` outcome. A worker shutting down cancels the task
+running `execute` (asyncio cancellation); the executor must let that propagate.
+Any other exception fails the run with reason `executor_error`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from msgspec import Struct
+
+from codeforge.domain.runs import Run
+
+
+class CancelSignal(Protocol):
+    """Set once when the run should stop (an `asyncio.Event` is one)."""
+
+    def is_set(self) -> bool: ...
+
+    async def wait(self) -> Any: ...
+
+
+class Outcome(Struct, frozen=True, kw_only=True):
+    status: Literal["succeeded", "failed", "cancelled"]
+    summary: str = ""
+    # For failures: a short machine-readable reason ("budget_exceeded", "stalled", ...).
+    reason: str = ""
+    artifact: dict[str, Any] = {}
+
+
+class RunExecutor(Protocol):
+    async def execute(self, run: Run, cancel: CancelSignal) -> Outcome: ...

@@ -1,0 +1,79 @@
+"""The lease reaper: runs whose worker stopped renewing their lease do not hang forever.
+
+Every process runs one. Until runs can resume (the policy/checkpoints issue), a run
+whose lease expired ends `RunFailed(reason="worker_lost")` with its worktree kept —
+never a silent re-run from scratch. Appending at the seq the reaper read means a
+heartbeat that arrives first wins, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import structlog
+
+from codeforge.domain.errors import Conflict
+from codeforge.domain.events import RunFailed
+from codeforge.ports.errors import PortError
+from codeforge.ports.events import EventContext, EventStore
+from codeforge.services.clock import Clock, utc_now
+from codeforge.services.event_log import EventLog
+
+log = structlog.get_logger("codeforge.reaper")
+
+
+class LeaseReaper:
+    def __init__(
+        self,
+        events: EventStore,
+        event_log: EventLog,
+        *,
+        interval: float = 15.0,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._events = events
+        self._log = event_log
+        self._interval = interval
+        self._clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    async def reap_once(self) -> int:
+        now = self._clock()
+        ended = 0
+        for run in await self._events.expired_leases(now):
+            failed = RunFailed(
+                reason="worker_lost",
+                detail=f"the lease of {run.lease_owner} expired at {run.lease_expires_at}",
+            )
+            try:
+                await self._log.append(
+                    run.id,
+                    [failed],
+                    expected_seq=run.last_seq,
+                    context=EventContext(tenant_id=run.tenant_id),
+                )
+            except Conflict:
+                continue  # its worker renewed the lease meanwhile
+            ended += 1
+            log.warning("run lease expired", run_id=str(run.id), worker=run.lease_owner)
+        return ended
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="lease reaper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.reap_once()
+            except PortError as e:
+                log.warning("lease reaper pass failed", error=str(e))
+            await asyncio.sleep(self._interval)
