@@ -1,0 +1,178 @@
+"""Scale-out: one API process and worker processes sharing NATS JetStream and PostgreSQL.
+
+Jobs go API -> outbox -> JetStream -> a worker, each run executed exactly once; a
+worker killed mid-run stops renewing its lease, and the reaper (in the API
+process) ends the run `worker_lost` — resuming it on another worker comes with
+checkpoints (ARCHITECTURE.md, "Workers, leases, control").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from adapters.nats.server import find_or_start_nats
+from tests.support.processes import CodeforgeProcess, codeforge_env, free_port
+from tests.support.repos import make_repo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def nats_url() -> Iterator[str]:
+    url = os.environ.get("CODEFORGE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+    with find_or_start_nats(url) as found:
+        yield found
+
+
+@pytest.fixture
+def cluster_env(
+    nats_url: str, make_database: Callable[[], str], tmp_path: Path
+) -> Iterator[dict[str, str]]:
+    stream = f"CFTEST{uuid.uuid4().hex[:10].upper()}"
+    yield codeforge_env(
+        CODEFORGE_DATABASE__URL=make_database(),
+        CODEFORGE_DATA_DIR=str(tmp_path / "data"),
+        CODEFORGE_QUEUE__KIND="nats",
+        CODEFORGE_QUEUE__URL=nats_url,
+        CODEFORGE_QUEUE__STREAM_NAME=stream,
+        CODEFORGE_QUEUE__RELAY_INTERVAL="0.2",
+        CODEFORGE_WORKER__LEASE_SECONDS="2",
+        CODEFORGE_WORKER__HEARTBEAT_SECONDS="0.5",
+        CODEFORGE_WORKER__REAPER_INTERVAL="0.5",
+        CODEFORGE_RATE_LIMIT__ENABLED="false",
+    )
+    asyncio.run(_delete_streams(nats_url, stream))
+
+
+async def _delete_streams(url: str, stream: str) -> None:
+    import nats
+
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for suffix in ("_WORK", "_FANOUT"):
+            # A stream that was never created is fine.
+            with contextlib.suppress(Exception):
+                await js.delete_stream(stream + suffix)
+    finally:
+        await nc.close()
+
+
+class WorkerProcess:
+    def __init__(self, env: dict[str, str], agent_seconds: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.worker_main"],
+            env={**env, "CODEFORGE_TEST_AGENT_SECONDS": str(agent_seconds)},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 60
+        self.worker_id = ""
+        for line in self.proc.stdout:
+            if '"worker ready"' in line:
+                self.worker_id = line.split('"worker": "')[1].split('"')[0]
+                break
+            assert time.monotonic() < deadline, "the worker did not start"
+        assert self.worker_id, "the worker exited before it was ready"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def started() -> Iterator[list[Any]]:
+    processes: list[Any] = []
+    yield processes
+    for process in processes:
+        process.stop()
+
+
+def api(env: dict[str, str], started: list[Any]) -> tuple[str, dict[str, str]]:
+    port = free_port()
+    process = CodeforgeProcess(["serve", "--no-worker", "--port", str(port)], env)
+    started.append(process)
+    base = f"http://127.0.0.1:{port}"
+    process.wait_for_http(f"{base}/health/ready")
+    key = (Path(env["CODEFORGE_DATA_DIR"]) / "admin-key").read_text().strip()
+    return base, {"Authorization": f"Bearer {key}"}
+
+
+def seed(http: httpx.Client, repo: Path) -> dict[str, str]:
+    def post(path: str, body: dict[str, Any]) -> Any:
+        response = http.post(path, json=body)
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    post("/api/v1/models", {"name": "m", "base_url": "http://127.0.0.1:9/v1"})
+    agent = post("/api/v1/agents", {"name": "a", "model": "m"})
+    project = post("/api/v1/projects", {"name": "p", "source": str(make_repo(repo))})
+    task = post("/api/v1/tasks", {"project_id": project["id"], "title": "t", "prompt": "p"})
+    return {"task_id": task["id"], "agent_id": agent["id"]}
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_jobs_spread_over_worker_processes_run_exactly_once_and_a_killed_worker_is_reaped(
+    cluster_env: dict[str, str], started: list[Any], tmp_path: Path
+) -> None:
+    base, admin = api(cluster_env, started)
+    workers = [WorkerProcess(cluster_env, 0.3) for _ in range(2)]
+    started.extend(workers)
+    with httpx.Client(base_url=base, headers=admin, timeout=30) as http:
+        assert http.get("/health/ready").json()["checks"]["queue"]["status"] == "up"
+        ids = seed(http, tmp_path / "repo")
+        runs = [http.post("/api/v1/runs", json=ids).json()["id"] for _ in range(8)]
+
+        def statuses() -> dict[str, str]:
+            items = http.get("/api/v1/runs", params={"limit": 200}).json()["items"]
+            return {r["id"]: r["status"] for r in items}
+
+        wait_until(lambda: all(statuses().get(r) == "succeeded" for r in runs))
+        owners = []
+        for run_id in runs:
+            events = http.get(f"/api/v1/runs/{run_id}/events").json()["items"]
+            started_events = [e for e in events if e["type"] == "RunStarted"]
+            assert len(started_events) == 1, events
+            owners.append(started_events[0]["data"]["worker"])
+        assert set(owners) <= {w.worker_id for w in workers}
+
+        # A worker dies holding a run: its lease runs out and the reaper ends the run.
+        for w in workers:
+            w.stop()
+        slow = WorkerProcess(cluster_env, 60)
+        started.append(slow)
+        doomed = http.post("/api/v1/runs", json=ids).json()["id"]
+        wait_until(lambda: statuses().get(doomed) == "running")
+        slow.proc.kill()
+        slow.proc.wait()
+        wait_until(lambda: statuses().get(doomed) == "failed", timeout=30)
+        ended = http.get(f"/api/v1/runs/{doomed}").json()
+        assert ended["result"]["summary"] == "worker_lost"
+        assert slow.worker_id in ended["result"]["artifact"]["detail"]
