@@ -16,6 +16,7 @@ from dependency_injector import containers, providers
 
 from adapters.git.local import LocalGit
 from adapters.memory.queue import MemoryQueue
+from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.queue import NatsQueue
 from adapters.postgres.dead_letters import PostgresDeadLetterStore
 from adapters.postgres.event_feed import PostgresEventFeed
@@ -123,6 +124,15 @@ def retry_policy(settings: Settings) -> RetryPolicy:
     return RetryPolicy(max_retries=settings.queue.max_retries, delay=settings.queue.retry_delay)
 
 
+async def running_nats_feed(url: str) -> AsyncIterator[RunEventFeed]:
+    feed = NatsEventFeed(url)
+    await feed.start()
+    try:
+        yield feed
+    finally:
+        await feed.close()
+
+
 async def running_git(max_concurrent: int) -> AsyncIterator[GitRunner]:
     runner = GitRunner(LocalGit(), max_concurrent=max_concurrent)
     try:
@@ -162,7 +172,15 @@ class Container(containers.DeclarativeContainer):
     event_store = providers.Singleton(PostgresEventStore, db_pool)
     outbox = providers.Singleton(PostgresOutbox, db_pool)
     dead_letter_store = providers.Singleton(PostgresDeadLetterStore, db_pool)
-    event_feed = providers.Resource(running_feed, db_pool)
+    event_feed = providers.Selector(
+        settings.provided.feed.kind,
+        postgres=providers.Resource(running_feed, db_pool),
+        nats=providers.Resource(running_nats_feed, settings.provided.queue.url),
+    )
+    # The PostgreSQL store announces its writes itself (NOTIFY in the transaction).
+    announcing_feed = providers.Selector(
+        settings.provided.feed.kind, postgres=providers.Object(None), nats=event_feed
+    )
 
     # --- queue --------------------------------------------------------------
     subjects = providers.Singleton(subject_registry)
@@ -237,7 +255,9 @@ class Container(containers.DeclarativeContainer):
     tasks = providers.Singleton(Tasks, task_store, project_store, event_feed)
     agents = providers.Singleton(Agents, agent_store, model_store)
     models = providers.Singleton(Models, model_store)
-    event_log = providers.Singleton(EventLog, event_store, secrets.provided.known_values)
+    event_log = providers.Singleton(
+        EventLog, event_store, secrets.provided.known_values, announce_to=announcing_feed
+    )
     runs = providers.Singleton(
         Runs,
         event_store,

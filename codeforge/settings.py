@@ -104,6 +104,14 @@ class QueueSettings(Section, frozen=True):
     relay_interval: Seconds = 1.0
 
 
+class FeedSettings(Section, frozen=True):
+    """The live event feed between processes (the log itself is always PostgreSQL)."""
+
+    # postgres: LISTEN/NOTIFY (every process shares the database anyway); nats: core
+    # NATS pub/sub on queue.url, for deployments that keep database connections few.
+    kind: Literal["postgres", "nats"] = "postgres"
+
+
 class SandboxSettings(Section, frozen=True):
     # auto: bwrap where bubblewrap works, else mount.
     kind: Literal["auto", "mount", "bwrap", "docker", "hybrid"] = "auto"
@@ -161,6 +169,7 @@ class Settings(Section, frozen=True):
     log: LogSettings = msgspec.field(default_factory=LogSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     queue: QueueSettings = msgspec.field(default_factory=QueueSettings)
+    feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)

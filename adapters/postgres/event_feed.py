@@ -26,13 +26,13 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal
 
 import msgspec
 import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from adapters.feed_wire import decode_notice, encode
 from adapters.memory.event_feed import DEFAULT_MAX_PENDING, FanOut, Subscription
 from adapters.postgres.errors import describe
 from adapters.postgres.urls import libpq_url
@@ -45,51 +45,16 @@ MAX_PAYLOAD_BYTES = 7999
 
 log = structlog.get_logger("codeforge.events.feed")
 
-ConnInfo = str | Callable[[], str] | Callable[[], Awaitable[str]]
-
-
-class _Wire(msgspec.Struct, frozen=True, omit_defaults=True):
-    t: uuid.UUID
-    k: Literal["run_event", "status"]
-    r: uuid.UUID | None = None
-    s: int | None = None
-    e: Literal["run", "task", "agent"] | None = None
-    i: uuid.UUID | None = None
-    st: str | None = None
-
-
-_decoder = msgspec.json.Decoder(_Wire)
-
 
 def encode_notice(notice: FeedNotice) -> str:
     """The NOTIFY payload for `notice` (see the module docstring)."""
-    wire = _Wire(
-        t=notice.tenant_id,
-        k=notice.kind,
-        r=notice.run_id,
-        s=notice.seq,
-        e=notice.entity,
-        i=notice.entity_id,
-        st=notice.status,
-    )
-    payload = msgspec.json.encode(wire)
+    payload = encode(notice)
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise PortError(f"a feed notice of {len(payload)} bytes is over the NOTIFY limit")
     return payload.decode()
 
 
-def decode_notice(payload: str) -> FeedNotice:
-    """The notice in a NOTIFY payload; `msgspec.ValidationError` if it is not one."""
-    wire = _decoder.decode(payload)
-    return FeedNotice(
-        tenant_id=wire.t,
-        kind=wire.k,
-        run_id=wire.r,
-        seq=wire.s,
-        entity=wire.e,
-        entity_id=wire.i,
-        status=wire.st,
-    )
+ConnInfo = str | Callable[[], str] | Callable[[], Awaitable[str]]
 
 
 class PostgresEventFeed:

@@ -9,23 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.memory.event_feed import MemoryEventFeed, Subscription, is_resync
 from adapters.memory.event_store import MemoryEventStore
+from adapters.nats.event_feed import NatsEventFeed
 from adapters.postgres.event_feed import PostgresEventFeed, decode_notice, encode_notice
 from adapters.postgres.event_store import PostgresEventStore
 from codeforge.domain.errors import Conflict
 from codeforge.domain.events import RunCompleted, RunRequested, RunStarted
 from codeforge.domain.ids import new_id
 from codeforge.domain.runs import Run
+from codeforge.ports.errors import DependencyUnavailable
 from codeforge.ports.events import EventContext, EventStore, FeedNotice, OutboxMessage
+from codeforge.services.event_log import EventLog
 
 pytestmark = pytest.mark.contract
 
@@ -324,6 +329,59 @@ class TestPostgresEventFeed(EventFeedContract):
         with pytest.raises(DependencyUnavailable, match="event feed"):
             await feed.start()
         await feed.close()
+
+
+@pytest.fixture(scope="module")
+def nats_url() -> Iterator[str]:
+    from adapters.nats.server import find_or_start_nats
+
+    url = os.environ.get("CODEFORGE_TEST_NATS_URL", "nats://127.0.0.1:4222")
+    with find_or_start_nats(url) as found:
+        yield found
+
+
+class _AnnouncingStore:
+    """The PostgreSQL store with writes going through the EventLog that tells the feed,
+    as the container wires it when the feed is NATS."""
+
+    def __init__(self, store: EventStore, feed: NatsEventFeed) -> None:
+        self._store = store
+        self._log = EventLog(store, list, announce_to=feed)
+        self.create_run = self._log.create_run
+        self.append = self._log.append
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+
+class TestNatsEventFeed(EventFeedContract):
+    @pytest.fixture
+    async def feed(
+        self, pg_pool: AsyncConnectionPool, nats_url: str
+    ) -> AsyncIterator[MemoryEventFeed | PostgresEventFeed]:
+        self.pool = pg_pool
+        self.prefix = f"cftest.{uuid.uuid4().hex[:8]}"
+        async with NatsEventFeed(nats_url, prefix=self.prefix, max_pending=MAX_PENDING) as feed:
+            yield feed  # type: ignore[misc]
+
+    @pytest.fixture
+    def event_store(self, feed: MemoryEventFeed | PostgresEventFeed) -> EventStore:
+        assert isinstance(feed, NatsEventFeed)
+        return _AnnouncingStore(PostgresEventStore(self.pool), feed)  # type: ignore[return-value]
+
+    async def test_two_feed_instances_see_each_others_notices(
+        self, feed: MemoryEventFeed | PostgresEventFeed, nats_url: str, tenant_id: uuid.UUID
+    ) -> None:
+        async with NatsEventFeed(nats_url, prefix=self.prefix) as other:
+            subscriber = other.subscribe(tenant_id)
+            run_id = new_id()
+            await feed.publish(run_event(tenant_id, run_id, 7))
+            assert await next_notice(subscriber) == run_event(tenant_id, run_id, 7)
+            await subscriber.aclose()
+
+    async def test_an_unreachable_server_fails_start_clearly(self) -> None:
+        with pytest.raises(DependencyUnavailable, match="cannot reach NATS"):
+            await NatsEventFeed("nats://127.0.0.1:1", connect_timeout=1).start()
 
 
 def test_a_notify_payload_is_small_and_round_trips() -> None:

@@ -49,6 +49,8 @@ def cluster_env(
         CODEFORGE_QUEUE__URL=nats_url,
         CODEFORGE_QUEUE__STREAM_NAME=stream,
         CODEFORGE_QUEUE__RELAY_INTERVAL="0.2",
+        CODEFORGE_FEED__KIND="nats",
+        CODEFORGE_API__STREAM_HEARTBEAT="0.5",
         CODEFORGE_WORKER__LEASE_SECONDS="2",
         CODEFORGE_WORKER__HEARTBEAT_SECONDS="0.5",
         CODEFORGE_WORKER__REAPER_INTERVAL="0.5",
@@ -132,6 +134,17 @@ def seed(http: httpx.Client, repo: Path) -> dict[str, str]:
     return {"task_id": task["id"], "agent_id": agent["id"]}
 
 
+def read_until(lines: Iterator[str], wanted: str, timeout: float = 30) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    for line in lines:
+        seen.append(line)
+        if line == wanted:
+            return seen
+        assert time.monotonic() < deadline, f"no {wanted!r} in {seen}"
+    raise AssertionError(f"the stream ended before {wanted!r}: {seen}")
+
+
 def wait_until(check: Callable[[], bool], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -169,9 +182,14 @@ def test_jobs_spread_over_worker_processes_run_exactly_once_and_a_killed_worker_
         slow = WorkerProcess(cluster_env, 60)
         started.append(slow)
         doomed = http.post("/api/v1/runs", json=ids).json()["id"]
-        wait_until(lambda: statuses().get(doomed) == "running")
-        slow.proc.kill()
-        slow.proc.wait()
+        # The API process follows the run live: the worker's and the reaper's events reach
+        # its stream through the NATS feed.
+        with http.stream("GET", f"/api/v1/runs/{doomed}/events/stream") as stream:
+            lines = stream.iter_lines()
+            assert "event: RunStarted" in read_until(lines, "event: RunStarted")
+            slow.proc.kill()
+            slow.proc.wait()
+            assert "event: RunFailed" in read_until(lines, "event: RunFailed")
         wait_until(lambda: statuses().get(doomed) == "failed", timeout=30)
         ended = http.get(f"/api/v1/runs/{doomed}").json()
         assert ended["result"]["summary"] == "worker_lost"

@@ -1,0 +1,54 @@
+"""The compact form of a feed notice on the wire (NOTIFY payloads, NATS messages).
+
+`{"t": tenant, "k": "run_event"|"status", "r": run, "s": seq, "e": entity, "i": id,
+"st": status}`, empty fields left out: well under 300 bytes, never the event itself.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+import msgspec
+
+from codeforge.ports.events import FeedNotice
+
+
+class _Wire(msgspec.Struct, frozen=True, omit_defaults=True):
+    t: uuid.UUID
+    k: Literal["run_event", "status"]
+    r: uuid.UUID | None = None
+    s: int | None = None
+    e: Literal["run", "task", "agent"] | None = None
+    i: uuid.UUID | None = None
+    st: str | None = None
+
+
+_decoder = msgspec.json.Decoder(_Wire)
+
+
+def encode(notice: FeedNotice) -> bytes:
+    wire = _Wire(
+        t=notice.tenant_id,
+        k=notice.kind,
+        r=notice.run_id,
+        s=notice.seq,
+        e=notice.entity,
+        i=notice.entity_id,
+        st=notice.status,
+    )
+    return msgspec.json.encode(wire)
+
+
+def decode_notice(payload: str | bytes) -> FeedNotice:
+    """The notice in a payload; `msgspec.ValidationError` (or DecodeError) if it is not one."""
+    wire = _decoder.decode(payload)
+    return FeedNotice(
+        tenant_id=wire.t,
+        kind=wire.k,
+        run_id=wire.r,
+        seq=wire.s,
+        entity=wire.e,
+        entity_id=wire.i,
+        status=wire.st,
+    )
