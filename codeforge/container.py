@@ -61,6 +61,7 @@ from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
+from codeforge.services.run_control import RunControl
 from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.sandbox_choice import SandboxChoice, SandboxReadiness, choose_sandbox
@@ -208,6 +209,7 @@ class Container(containers.DeclarativeContainer):
         reset_timeout=settings.provided.queue.breaker_reset_timeout,
     )
     queue_probe = providers.Factory(QueueProbe, queue, publish_breaker)
+    run_control = providers.Singleton(RunControl, queue, publish_breaker)
     dead_letters = providers.Singleton(DeadLetters, dead_letter_store, queue, subjects)
     outbox_relay = providers.Singleton(
         OutboxRelay,
@@ -268,6 +270,7 @@ class Container(containers.DeclarativeContainer):
         tenant_store,
         default_mode=providers.Callable(default_mode, sandbox_choice),
         on_started=outbox_relay.provided.wake,
+        control=run_control,
     )
     event_streams = providers.Singleton(
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat

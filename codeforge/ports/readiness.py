@@ -8,7 +8,8 @@ from typing import Protocol
 class ReadinessProbe(Protocol):
     """One dependency's health check, run by `/health/ready`.
 
-    Contract: `check()` returns quietly when the dependency is usable and raises
+    Contract: `check()` returns when the dependency is usable — optionally a short
+    description of its state, shown as `detail` (e.g. "connected; breaker closed") — and raises
     any exception (its message is shown to operators, so keep it useful and free of
     secrets) when it is not. It must be cheap and must not hang: the caller also
     applies a timeout. `name` is stable ("database", "queue", "llm").
@@ -16,4 +17,4 @@ class ReadinessProbe(Protocol):
 
     name: str
 
-    async def check(self) -> None: ...
+    async def check(self) -> str | None: ...

@@ -13,7 +13,7 @@ class QueueProbe:
         self._queue = queue
         self._breaker = breaker
 
-    async def check(self) -> None:
+    async def check(self) -> str:
         if not self._queue.is_connected():
             raise ConnectionError("the queue is not connected")
         state = self._breaker.snapshot()
@@ -22,3 +22,7 @@ class QueueProbe:
                 f"publishing is paused by the circuit breaker until {state.retry_at} "
                 f"(last error: {state.last_error})"
             )
+        failures = (
+            f", {state.consecutive_failures} recent failures" if state.consecutive_failures else ""
+        )
+        return f"connected; publish breaker {state.state}{failures}"

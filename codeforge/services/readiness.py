@@ -17,6 +17,7 @@ class ProbeResult(Struct, frozen=True):
     status: Status
     latency_ms: float
     error: str | None = None
+    detail: str | None = None
 
 
 class ReadinessReport(Struct, frozen=True):
@@ -59,8 +60,9 @@ class Readiness:
 
     async def _run(self, probe: ReadinessProbe) -> ProbeResult:
         started = time.perf_counter()
+        detail = None
         try:
-            await asyncio.wait_for(probe.check(), self._timeout)
+            detail = await asyncio.wait_for(probe.check(), self._timeout)
         except TimeoutError:
             error: str | None = f"no answer within {self._timeout:g}s"
         except Exception as e:  # a probe's failure is data for the report, not a crash
@@ -68,4 +70,9 @@ class Readiness:
         else:
             error = None
         latency = round((time.perf_counter() - started) * 1000, 2)
-        return ProbeResult(status="down" if error else "up", latency_ms=latency, error=error)
+        return ProbeResult(
+            status="down" if error else "up",
+            latency_ms=latency,
+            error=error,
+            detail=detail if isinstance(detail, str) else None,
+        )

@@ -12,16 +12,18 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from codeforge.domain.errors import NotFound, ValidationFailed
-from codeforge.domain.events import RunRequested, StoredEvent
+from codeforge.domain.commands import ControlRun
+from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
+from codeforge.domain.events import RunCancelled, RunRequested, StoredEvent
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
-from codeforge.domain.runs import DeliverMode, Run, SandboxMode
+from codeforge.domain.runs import DeliverMode, Run, RunStatus, SandboxMode
 from codeforge.ports.events import EventContext, EventStore, OutboxMessage
 from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
+from codeforge.services.run_control import RunControl
 from codeforge.services.subjects import START_RUN
 
 # `Runs.list` shadows the builtin inside the class body.
@@ -41,6 +43,7 @@ class Runs:
         default_mode: SandboxMode = SandboxMode.MOUNT,
         clock: Clock = utc_now,
         on_started: Callable[[], None] | None = None,
+        control: RunControl | None = None,
     ) -> None:
         self._events = events
         self._log = log
@@ -52,6 +55,7 @@ class Runs:
         self._clock = clock
         # Told after each start, so the outbox relay publishes the job at once.
         self._on_started = on_started
+        self._control = control
 
     async def start(
         self,
@@ -99,6 +103,39 @@ class Runs:
         if self._on_started is not None:
             self._on_started()
         return run
+
+    async def cancel(self, principal: Principal, run_id: uuid.UUID, reason: str = "") -> Run:
+        """Cancel a run: at once if no worker holds it, else through its worker.
+
+        A run waiting (requested, suspended) is cancelled here. A running one gets a
+        cancel on its control subject; the worker holding the lease stops it and records
+        `RunCancelled` within a second. The returned run is the state at the time of
+        the call. An ended run is a Conflict.
+        """
+        principal.require_mutation()
+        why = reason.strip() or "cancelled by user"
+        for _ in range(3):
+            run = await self._events.get_run(principal.tenant_id, run_id)
+            if run.status.terminal:
+                raise Conflict(f"the run already ended ({run.status.value})", field="status")
+            if run.status in (RunStatus.RUNNING, RunStatus.WAITING_APPROVAL):
+                if self._control is None:
+                    raise Conflict("no worker can be reached to cancel this run")
+                await self._control.send(
+                    ControlRun(run_id=run.id, tenant_id=run.tenant_id, action="cancel", reason=why)
+                )
+                return run
+            try:
+                await self._log.append(
+                    run.id,
+                    [RunCancelled(reason=why)],
+                    expected_seq=run.last_seq,
+                    context=EventContext(tenant_id=run.tenant_id),
+                )
+            except Conflict:
+                continue  # a worker took it meanwhile: look again
+            return await self._events.get_run(principal.tenant_id, run_id)
+        raise Conflict("the run kept changing; try again")
 
     async def get(self, principal: Principal, run_id: uuid.UUID) -> Run:
         return await self._events.get_run(principal.tenant_id, run_id)

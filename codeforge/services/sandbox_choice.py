@@ -122,6 +122,7 @@ class SandboxReadiness:
     def __init__(self, choice: SandboxChoice) -> None:
         self._choice = choice
 
-    async def check(self) -> None:
+    async def check(self) -> str | None:
         if self._choice.problem:
             raise SandboxUnavailable(self._choice.problem)
+        return self._choice.kind.value if self._choice.kind else None

@@ -163,7 +163,7 @@ def exists(path: str) -> bool:
     return Path(path).exists()
 
 
-async def gone(marker: str, within: float = 3.0) -> bool:
+async def gone(marker: str, within: float = 10.0) -> bool:
     """Whether every process with `marker` ends within `within` seconds (SIGKILL is quick
     but not instantaneous, and a pid namespace is torn down after its init dies)."""
     deadline = time.monotonic() + within
@@ -174,7 +174,7 @@ async def gone(marker: str, within: float = 3.0) -> bool:
     return True
 
 
-async def wait_until_running(marker: str, within: float = 5.0) -> set[int]:
+async def wait_until_running(marker: str, within: float = 10.0) -> set[int]:
     deadline = time.monotonic() + within
     while not (pids := pids_running(marker)):
         assert time.monotonic() < deadline, f"no process with {marker} started"
@@ -374,7 +374,8 @@ async def test_a_timeout_kills_the_whole_process_tree(sandbox: Sandbox) -> None:
     script = f"sh -c 'sleep {marker} & echo started; wait'; echo never"
     started = time.monotonic()
     result = await sandbox.exec(script, timeout=0.8, on_output=note)
-    assert time.monotonic() - started < 4
+    # Generous: a loaded CI machine is slow to start and reap processes.
+    assert time.monotonic() - started < 8
     assert result.timed_out
     assert result.exit_code == 137
     assert "never" not in result.stdout

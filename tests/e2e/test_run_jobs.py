@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from pathlib import Path
 
@@ -55,9 +56,27 @@ async def test_a_started_run_is_published_as_a_start_job_and_marked_sent(
     assert all(published_at(url, run.json()["id"]))
 
 
-async def test_readiness_reports_the_queue(runtime: Runtime, client: AsyncTestClient) -> None:
+async def test_readiness_reports_the_queue_and_its_breaker(
+    runtime: Runtime, client: AsyncTestClient
+) -> None:
     body = (await client.get("/health/ready")).json()
     assert body["checks"]["queue"]["status"] == "up"
+    assert body["checks"]["queue"]["detail"] == "connected; publish breaker closed"
+
+    breaker = runtime.container.publish_breaker()
+    failing = breaker.snapshot().failure_threshold
+
+    async def outage() -> None:
+        from codeforge.ports.queue import QueueUnavailable
+
+        raise QueueUnavailable("down")
+
+    for _ in range(failing):
+        with contextlib.suppress(Exception):
+            await breaker.call(outage)
+    body = (await client.get("/health/ready")).json()
+    assert body["status"] == "unavailable"
+    assert "circuit breaker" in body["checks"]["queue"]["error"]
 
 
 async def test_a_queue_outage_delays_jobs_and_never_loses_them(
@@ -176,3 +195,56 @@ def test_codeforge_worker_refuses_the_in_process_queue(tmp_path: Path) -> None:
     result = run_codeforge(["worker"], codeforge_env(CODEFORGE_DATA_DIR=str(tmp_path)))
     assert result.returncode == 2
     assert "queue.kind: nats" in result.stderr
+
+
+async def test_cancelling_a_waiting_run_ends_it_at_once_and_an_ended_one_is_409(
+    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+) -> None:
+    ids = await setup_task(client, admin, tmp_path)
+    run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
+    cancelled = await client.post(
+        f"/api/v1/runs/{run['id']}/cancel", json={"reason": "wrong task"}, headers=admin
+    )
+    assert cancelled.status_code == 202
+    assert cancelled.json()["status"] == "cancelled"
+    assert cancelled.json()["result"]["summary"] == "wrong task"
+    again = await client.post(f"/api/v1/runs/{run['id']}/cancel", headers=admin)
+    assert again.status_code == 409
+
+
+async def test_cancelling_a_running_run_reaches_its_worker_within_a_second(
+    make_database: object, tmp_path: Path
+) -> None:
+    from dependency_injector import providers
+
+    from codeforge.container import Container
+    from codeforge.http.app import create_app
+    from tests.e2e.conftest import api_settings
+    from tests.integration.test_run_worker import ScriptedAgent
+
+    agent = ScriptedAgent()  # works until told to finish or cancelled
+    container = Container(settings=api_settings(make_database(), tmp_path / "data"))  # type: ignore[operator]
+    container.run_executor.override(providers.Object(agent))
+    runtime = Runtime(container)
+    await runtime.start()
+    try:
+        assert runtime.admin_key_file is not None
+        admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
+        async with AsyncTestClient(app=create_app(runtime)) as client:
+            ids = await setup_task(client, admin, tmp_path)
+            run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
+            await asyncio.wait_for(agent.started.get(), 5)
+            await asyncio.sleep(0.1)  # the worker listens on the run's control subject
+            loop = asyncio.get_running_loop()
+            asked = loop.time()
+            accepted = await client.post(f"/api/v1/runs/{run['id']}/cancel", headers=admin)
+            assert accepted.status_code == 202
+            assert accepted.json()["status"] == "running"
+            while True:
+                current = (await client.get(f"/api/v1/runs/{run['id']}", headers=admin)).json()
+                if current["status"] == "cancelled" or loop.time() - asked > 1.0:
+                    break
+                await asyncio.sleep(0.02)
+        assert current["status"] == "cancelled"
+    finally:
+        await runtime.stop()

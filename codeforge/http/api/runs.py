@@ -16,7 +16,7 @@ from codeforge.domain.keys import Principal
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id, filters
 from codeforge.http.api.routes import get, post
-from codeforge.http.api.schemas import EventList, ListPage, RunCreate
+from codeforge.http.api.schemas import EventList, ListPage, RunCancel, RunCreate
 from codeforge.http.api.views import event_list, event_view
 from codeforge.services.event_streams import EventStreams, Heartbeat, StatusChange
 from codeforge.services.runs import Runs
@@ -76,6 +76,25 @@ class RunController(Controller):
             ),
         )
         return ListPage(page.items, page.next_cursor)
+
+    @post(
+        "/{run_id:uuid}/cancel",
+        status_code=202,
+        summary="Cancel a run",
+        description=(
+            "A waiting run is cancelled at once; a running one is told through its worker, "
+            "which stops it within a second (watch the events). An ended run is 409."
+        ),
+    )
+    async def cancel(
+        self,
+        run_id: uuid.UUID,
+        runs: NamedDependency[Runs],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+        data: JSONBody[RunCancel] | None = None,
+    ) -> Run:
+        return await runs.cancel(principal, run_id, data.reason if data else "")
 
     @get("/{run_id:uuid}", summary="Get a run (its projection: status, counters, cost, lease)")
     async def get_run(

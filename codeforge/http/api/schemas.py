@@ -165,6 +165,10 @@ class RunCreate(Request, frozen=True, kw_only=True):
     policy_overrides: dict[str, Any] = {}
 
 
+class RunCancel(Request, frozen=True, kw_only=True):
+    reason: str = ""
+
+
 class EventView(Struct, frozen=True, kw_only=True):
     run_id: uuid.UUID
     seq: int
