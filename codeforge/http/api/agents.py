@@ -6,7 +6,7 @@ import uuid
 
 from litestar import Controller
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from codeforge.domain.agents import Agent, Backend
 from codeforge.domain.keys import Principal
@@ -39,9 +39,9 @@ class AgentController(Controller):
         principal: NamedDependency[Principal],
         limit: Limit = 50,
         cursor: Cursor = None,
-        name: str | None = None,
-        backend: Backend | None = None,
-        model: str | None = None,
+        name: FromQuery[str | None] = None,
+        backend: FromQuery[Backend | None] = None,
+        model: FromQuery[str | None] = None,
     ) -> ListPage[Agent]:
         page = await agents.list(
             principal,
@@ -54,7 +54,7 @@ class AgentController(Controller):
     @get("/{agent_id:uuid}", summary="Get an agent")
     async def get_agent(
         self,
-        agent_id: uuid.UUID,
+        agent_id: FromPath[uuid.UUID],
         agents: NamedDependency[Agents],
         principal: NamedDependency[Principal],
     ) -> Agent:
@@ -63,7 +63,7 @@ class AgentController(Controller):
     @patch("/{agent_id:uuid}", summary="Change an agent (send the version you read)")
     async def update(
         self,
-        agent_id: uuid.UUID,
+        agent_id: FromPath[uuid.UUID],
         data: JSONBody[AgentUpdate],
         agents: NamedDependency[Agents],
         principal: NamedDependency[Principal],
@@ -74,7 +74,7 @@ class AgentController(Controller):
     @delete("/{agent_id:uuid}", summary="Delete an agent")
     async def remove(
         self,
-        agent_id: uuid.UUID,
+        agent_id: FromPath[uuid.UUID],
         agents: NamedDependency[Agents],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,
@@ -85,10 +85,10 @@ class AgentController(Controller):
     @get("/{agent_id:uuid}/events", summary="Events of every run of the agent, in stored order")
     async def events(
         self,
-        agent_id: uuid.UUID,
+        agent_id: FromPath[uuid.UUID],
         runs: NamedDependency[Runs],
         principal: NamedDependency[Principal],
-        after: int = 0,
+        after: FromQuery[int] = 0,
         limit: Limit = 200,
     ) -> EventList:
         stored = await runs.agent_events(principal, agent_id, after=after, limit=limit)

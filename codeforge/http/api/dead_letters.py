@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from litestar import Controller
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import FromPath, Parameter
 from msgspec import Struct
 
 from codeforge.domain.keys import Principal
@@ -98,7 +98,7 @@ class DeadLetterController(Controller):
     @get("/{letter_id:uuid}", summary="Get a dead letter")
     async def get_dead_letter(
         self,
-        letter_id: uuid.UUID,
+        letter_id: FromPath[uuid.UUID],
         dead_letters: NamedDependency[DeadLetters],
         principal: NamedDependency[Principal],
     ) -> DeadLetterView:
@@ -116,7 +116,7 @@ class DeadLetterController(Controller):
     )
     async def replay(
         self,
-        letter_id: uuid.UUID,
+        letter_id: FromPath[uuid.UUID],
         dead_letters: NamedDependency[DeadLetters],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,

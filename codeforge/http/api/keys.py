@@ -6,7 +6,7 @@ import uuid
 
 from litestar import Controller
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from codeforge.domain.keys import Principal
 from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id
@@ -45,7 +45,7 @@ class KeyController(Controller):
     @get("/{key_id:uuid}", summary="Get an API key")
     async def get_key(
         self,
-        key_id: uuid.UUID,
+        key_id: FromPath[uuid.UUID],
         keys: NamedDependency[ApiKeys],
         principal: NamedDependency[Principal],
     ) -> KeyView:
@@ -54,7 +54,7 @@ class KeyController(Controller):
     @delete("/{key_id:uuid}", summary="Revoke an API key (it stops working at once)")
     async def revoke(
         self,
-        key_id: uuid.UUID,
+        key_id: FromPath[uuid.UUID],
         keys: NamedDependency[ApiKeys],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,

@@ -6,7 +6,7 @@ import uuid
 
 from litestar import Controller
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from codeforge.domain.keys import Principal
 from codeforge.domain.model_configs import ModelConfig, ModelSource
@@ -39,8 +39,8 @@ class ModelController(Controller):
         principal: NamedDependency[Principal],
         limit: Limit = 50,
         cursor: Cursor = None,
-        name: str | None = None,
-        source: ModelSource | None = None,
+        name: FromQuery[str | None] = None,
+        source: FromQuery[ModelSource | None] = None,
     ) -> ListPage[ModelConfig]:
         page = await models.list(
             principal,
@@ -53,7 +53,7 @@ class ModelController(Controller):
     @get("/{model_id:uuid}", summary="Get a model")
     async def get_model(
         self,
-        model_id: uuid.UUID,
+        model_id: FromPath[uuid.UUID],
         models: NamedDependency[Models],
         principal: NamedDependency[Principal],
     ) -> ModelConfig:
@@ -62,7 +62,7 @@ class ModelController(Controller):
     @patch("/{model_id:uuid}", summary="Change a model (send the version you read)")
     async def update(
         self,
-        model_id: uuid.UUID,
+        model_id: FromPath[uuid.UUID],
         data: JSONBody[ModelUpdate],
         models: NamedDependency[Models],
         principal: NamedDependency[Principal],
@@ -73,7 +73,7 @@ class ModelController(Controller):
     @delete("/{model_id:uuid}", summary="Delete a model")
     async def remove(
         self,
-        model_id: uuid.UUID,
+        model_id: FromPath[uuid.UUID],
         models: NamedDependency[Models],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,

@@ -3,23 +3,23 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Request
-from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, QueryParameter
+from litestar.types import Scope
 
 from codeforge.domain.errors import ValidationFailed
 from codeforge.domain.keys import Principal
 
-Limit = Annotated[int, Parameter(ge=1, le=200, description="Items per page (1-200).")]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Items per page (1-200).")]
 Cursor = Annotated[
-    str | None, Parameter(description="`next_cursor` of the previous page; omit for the first.")
+    str | None,
+    QueryParameter(description="`next_cursor` of the previous page; omit for the first."),
 ]
 IdempotencyKey = Annotated[
     str | None,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         required=False,
         description=(
             "Makes a retry safe: the first request with a key runs and its response is kept "
@@ -30,12 +30,13 @@ IdempotencyKey = Annotated[
 ]
 Version = Annotated[
     int | None,
-    Parameter(query="version", required=False, description="Delete only if still at this version."),
+    QueryParameter(required=False, description="Delete only if still at this version."),
 ]
 
 
-def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    principal: NamedDependency[Principal] = request.scope["state"]["principal"]
+def principal_of(scope: Scope) -> Principal:
+    # `scope`, not `request`: the same dependency serves HTTP handlers and WebSockets.
+    principal: Principal = scope["state"]["principal"]
     return principal
 
 

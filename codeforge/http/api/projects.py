@@ -6,7 +6,7 @@ import uuid
 
 from litestar import Controller
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from codeforge.domain.keys import Principal
 from codeforge.domain.projects import Project
@@ -45,7 +45,7 @@ class ProjectController(Controller):
         principal: NamedDependency[Principal],
         limit: Limit = 50,
         cursor: Cursor = None,
-        name: str | None = None,
+        name: FromQuery[str | None] = None,
     ) -> ListPage[Project]:
         page = await projects.list(
             principal, limit=limit, after=cursor_id(cursor), filters=filters(name=name)
@@ -55,7 +55,7 @@ class ProjectController(Controller):
     @get("/{project_id:uuid}", summary="Get a project")
     async def get_project(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         projects: NamedDependency[Projects],
         principal: NamedDependency[Principal],
     ) -> Project:
@@ -64,7 +64,7 @@ class ProjectController(Controller):
     @patch("/{project_id:uuid}", summary="Change a project (send the version you read)")
     async def update(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         data: JSONBody[ProjectUpdate],
         projects: NamedDependency[Projects],
         principal: NamedDependency[Principal],
@@ -75,7 +75,7 @@ class ProjectController(Controller):
     @delete("/{project_id:uuid}", summary="Remove a project and its workspace")
     async def remove(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         projects: NamedDependency[Projects],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,
@@ -86,7 +86,7 @@ class ProjectController(Controller):
     @get("/{project_id:uuid}/git/status", summary="The workspace's branch, HEAD and changes")
     async def git_status(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         projects: NamedDependency[Projects],
         principal: NamedDependency[Principal],
     ) -> RepoStatus:
@@ -95,7 +95,7 @@ class ProjectController(Controller):
     @get("/{project_id:uuid}/git/branches", summary="Local and remote-tracking branches")
     async def git_branches(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         projects: NamedDependency[Projects],
         principal: NamedDependency[Principal],
     ) -> list[BranchInfo]:
@@ -104,7 +104,7 @@ class ProjectController(Controller):
     @post("/{project_id:uuid}/git/pull", summary="Fast-forward the workspace from its source")
     async def git_pull(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         projects: NamedDependency[Projects],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,
@@ -114,7 +114,7 @@ class ProjectController(Controller):
     @post("/{project_id:uuid}/git/checkout", summary="Check out a branch, tag or commit")
     async def git_checkout(
         self,
-        project_id: uuid.UUID,
+        project_id: FromPath[uuid.UUID],
         data: JSONBody[CheckoutRequest],
         projects: NamedDependency[Projects],
         principal: NamedDependency[Principal],

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Router
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from codeforge.domain.keys import Principal
 from codeforge.http.api.agents import AgentController
@@ -31,7 +31,7 @@ def api_router(runtime: Runtime) -> Router:
         # anyio task group, which costs a quarter of a millisecond per request. Taking
         # `principal` (resolved first anyway) makes each service depend on it, so every
         # dependency batch holds one dependency and none needs a task group.
-        def provide(principal: Principal) -> Any:
+        def provide(principal: NamedDependency[Principal]) -> Any:
             return getattr(runtime.services, name)
 
         return Provide(provide, sync_to_thread=False)

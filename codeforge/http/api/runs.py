@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, WebSocket, websocket
 from litestar.di import NamedDependency
-from litestar.params import JSONBody, Parameter
+from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from codeforge.domain.keys import Principal
@@ -23,8 +23,8 @@ from codeforge.services.runs import Runs
 
 LastEventId = Annotated[
     int | None,
-    Parameter(
-        header="Last-Event-ID",
+    HeaderParameter(
+        name="Last-Event-ID",
         required=False,
         description="Resume after this seq (browsers send it on reconnect).",
     ),
@@ -62,10 +62,10 @@ class RunController(Controller):
         principal: NamedDependency[Principal],
         limit: Limit = 50,
         cursor: Cursor = None,
-        status: RunStatus | None = None,
-        task_id: uuid.UUID | None = None,
-        agent_id: uuid.UUID | None = None,
-        project_id: uuid.UUID | None = None,
+        status: FromQuery[RunStatus | None] = None,
+        task_id: FromQuery[uuid.UUID | None] = None,
+        agent_id: FromQuery[uuid.UUID | None] = None,
+        project_id: FromQuery[uuid.UUID | None] = None,
     ) -> ListPage[Run]:
         page = await runs.list(
             principal,
@@ -88,28 +88,31 @@ class RunController(Controller):
     )
     async def cancel(
         self,
-        run_id: uuid.UUID,
+        run_id: FromPath[uuid.UUID],
         runs: NamedDependency[Runs],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,
-        data: JSONBody[RunCancel] | None = None,
+        data: JSONBody[RunCancel | None] = None,
     ) -> Run:
         return await runs.cancel(principal, run_id, data.reason if data else "")
 
     @get("/{run_id:uuid}", summary="Get a run (its projection: status, counters, cost, lease)")
     async def get_run(
-        self, run_id: uuid.UUID, runs: NamedDependency[Runs], principal: NamedDependency[Principal]
+        self,
+        run_id: FromPath[uuid.UUID],
+        runs: NamedDependency[Runs],
+        principal: NamedDependency[Principal],
     ) -> Run:
         return await runs.get(principal, run_id)
 
     @get("/{run_id:uuid}/events", summary="Stored events of a run after a seq")
     async def events(
         self,
-        run_id: uuid.UUID,
+        run_id: FromPath[uuid.UUID],
         runs: NamedDependency[Runs],
         principal: NamedDependency[Principal],
-        after: Annotated[int, Parameter(ge=0)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 1000,
+        after: Annotated[int, QueryParameter(ge=0)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
     ) -> EventList:
         await runs.get(principal, run_id)
         return event_list(await runs.events(principal, run_id, after=after, limit=limit))
@@ -124,12 +127,12 @@ class RunController(Controller):
     )
     async def stream(
         self,
-        run_id: uuid.UUID,
+        run_id: FromPath[uuid.UUID],
         runs: NamedDependency[Runs],
         streams: NamedDependency[EventStreams],
         principal: NamedDependency[Principal],
         last_event_id: LastEventId = None,
-        after: Annotated[int, Parameter(ge=0)] = 0,
+        after: Annotated[int, QueryParameter(ge=0)] = 0,
     ) -> ServerSentEvent:
         await runs.get(principal, run_id)  # 404 before the stream starts
         start = last_event_id if last_event_id is not None else after
@@ -139,10 +142,10 @@ class RunController(Controller):
     async def socket(
         self,
         socket: WebSocket[Any, Any, Any],
-        run_id: uuid.UUID,
+        run_id: FromPath[uuid.UUID],
         runs: NamedDependency[Runs],
         streams: NamedDependency[EventStreams],
-        after: int = 0,
+        after: FromQuery[int] = 0,
     ) -> None:
         """The same events as the SSE stream, as JSON messages; `after` resumes."""
         principal: Principal = socket.scope["state"]["principal"]

@@ -6,7 +6,7 @@ import uuid
 
 from litestar import Controller
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, FromQuery, JSONBody
 
 from codeforge.domain.keys import Principal
 from codeforge.domain.tasks import Task, TaskStatus
@@ -39,8 +39,8 @@ class TaskController(Controller):
         principal: NamedDependency[Principal],
         limit: Limit = 50,
         cursor: Cursor = None,
-        project_id: uuid.UUID | None = None,
-        status: TaskStatus | None = None,
+        project_id: FromQuery[uuid.UUID | None] = None,
+        status: FromQuery[TaskStatus | None] = None,
     ) -> ListPage[Task]:
         page = await tasks.list(
             principal,
@@ -53,7 +53,7 @@ class TaskController(Controller):
     @get("/{task_id:uuid}", summary="Get a task")
     async def get_task(
         self,
-        task_id: uuid.UUID,
+        task_id: FromPath[uuid.UUID],
         tasks: NamedDependency[Tasks],
         principal: NamedDependency[Principal],
     ) -> Task:
@@ -62,7 +62,7 @@ class TaskController(Controller):
     @patch("/{task_id:uuid}", summary="Change a task (send the version you read)")
     async def update(
         self,
-        task_id: uuid.UUID,
+        task_id: FromPath[uuid.UUID],
         data: JSONBody[TaskUpdate],
         tasks: NamedDependency[Tasks],
         principal: NamedDependency[Principal],
@@ -73,7 +73,7 @@ class TaskController(Controller):
     @delete("/{task_id:uuid}", summary="Delete a task")
     async def remove(
         self,
-        task_id: uuid.UUID,
+        task_id: FromPath[uuid.UUID],
         tasks: NamedDependency[Tasks],
         principal: NamedDependency[Principal],
         idempotency_key: IdempotencyKey,
@@ -84,10 +84,10 @@ class TaskController(Controller):
     @get("/{task_id:uuid}/events", summary="Events of every run of the task, in stored order")
     async def events(
         self,
-        task_id: uuid.UUID,
+        task_id: FromPath[uuid.UUID],
         runs: NamedDependency[Runs],
         principal: NamedDependency[Principal],
-        after: int = 0,
+        after: FromQuery[int] = 0,
         limit: Limit = 200,
     ) -> EventList:
         stored = await runs.task_events(principal, task_id, after=after, limit=limit)
