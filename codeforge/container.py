@@ -37,6 +37,7 @@ from adapters.postgres.stores import (
     PostgresTenantStore,
 )
 from adapters.sandbox.bwrap import BwrapSandboxFactory
+from adapters.sandbox.docker import DockerSandboxFactory
 from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
@@ -225,6 +226,11 @@ class Container(containers.DeclarativeContainer):
         {
             SandboxMode.MOUNT: providers.Singleton(MountSandboxFactory),
             SandboxMode.BWRAP: providers.Singleton(BwrapSandboxFactory),
+            SandboxMode.DOCKER: providers.Singleton(
+                DockerSandboxFactory,
+                docker_host=settings.provided.sandbox.docker_host,
+                image=settings.provided.sandbox.docker_image,
+            ),
         }
     )
     sandbox_choice = providers.Resource(resolved_sandbox, settings, sandbox_factories)

@@ -118,6 +118,10 @@ class SandboxSettings(Section, frozen=True):
     # Refuse sandboxes without filesystem, network and process isolation (mount):
     # `serve` reports it at start and in /health/ready instead of letting runs fail late.
     require_isolation: bool = False
+    # For kind docker: the engine (empty: $DOCKER_HOST or the default socket) and the
+    # image each run's container starts from (it must be present: no pulls happen).
+    docker_host: str = ""
+    docker_image: str = "debian:bookworm-slim"
 
 
 class LlmSettings(Section, frozen=True):

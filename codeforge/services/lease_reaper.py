@@ -9,7 +9,6 @@ heartbeat that arrives first wins, and the run goes on.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import structlog
 
@@ -17,6 +16,7 @@ from codeforge.domain.errors import Conflict
 from codeforge.domain.events import RunFailed
 from codeforge.ports.errors import PortError
 from codeforge.ports.events import EventContext, EventStore
+from codeforge.services.background import Background
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
 
@@ -36,7 +36,7 @@ class LeaseReaper:
         self._log = event_log
         self._interval = interval
         self._clock = clock
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("lease reaper", self._run)
 
     async def reap_once(self) -> int:
         now = self._clock()
@@ -60,15 +60,10 @@ class LeaseReaper:
         return ended
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="lease reaper")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def _run(self) -> None:
         while True:

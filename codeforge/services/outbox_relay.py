@@ -21,6 +21,7 @@ import structlog
 from codeforge.ports.errors import PortError
 from codeforge.ports.outbox import OutboxEntry, OutboxStore
 from codeforge.ports.queue import Queue, SubjectRegistry
+from codeforge.services.background import Background
 from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.clock import Clock, utc_now
 
@@ -51,22 +52,17 @@ class OutboxRelay:
         self._interval = interval
         self._clock = clock
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Background("outbox relay", self._run)
 
     def wake(self) -> None:
         """Something was just written: publish it now rather than at the next pass."""
         self._wake.set()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._run(), name="outbox relay")
+        self._loop.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
     async def relay_once(self) -> int:
         """One pass: publish what can be claimed now; the number published."""

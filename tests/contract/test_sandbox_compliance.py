@@ -9,10 +9,11 @@ passes silently for an adapter it did not exercise.
 
 Never run here: a fork bomb or a memory hog under an adapter without a tree-wide pids or
 memory limit (mount and bwrap as root: RLIMIT_NPROC does not bind root). Those adapters'
-flags are asserted instead.
+flags are asserted instead; docker's cgroups are shown to stop both.
 
 An adapter is skipped only when it truly cannot run on this machine, with the reason
-(run `scripts/install-test-system-deps.sh` to install bubblewrap).
+(run `scripts/install-test-system-deps.sh` to install bubblewrap and docker.io; the docker
+engine and its test image are set up by `tests/support/docker_engine.py`).
 """
 
 from __future__ import annotations
@@ -20,17 +21,20 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import docker
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.sandbox.bwrap import BwrapSandboxFactory
+from adapters.sandbox.docker import LABEL, OWNER_LABEL, owner_label
 from adapters.sandbox.mount import MountSandboxFactory
 from codeforge.domain.errors import ValidationFailed
 from codeforge.domain.runs import SandboxMode
@@ -53,12 +57,14 @@ from codeforge.ports.sandbox import (
     WrongFileType,
 )
 from codeforge.services.sandbox_choice import SandboxReadiness, choose_sandbox
+from tests.support.docker_engine import IMAGE, docker_engine, docker_factory  # noqa: F401
 
 pytestmark = pytest.mark.contract
 
 ADAPTERS: dict[str, Callable[[], SandboxFactory]] = {
     "mount": MountSandboxFactory,
     "bwrap": BwrapSandboxFactory,
+    "docker": docker_factory,
 }
 
 # Variables a test sets in its own environment: a command must never see them.
@@ -816,8 +822,46 @@ async def test_memory_and_pids_limits_are_not_claimed_without_cgroups(
     if factory.kind in {"mount", "bwrap"}:
         assert not factory.capabilities.enforces_memory_limit
         assert not factory.capabilities.enforces_pids_limit
+    elif factory.kind == "docker":
+        # Enforced by cgroups, and shown by the two containment tests below.
+        assert factory.capabilities.enforces_memory_limit
+        assert factory.capabilities.enforces_pids_limit
     else:
         pytest.fail(f"{factory.kind}: add its memory-hog and fork-bomb containment tests")
+
+
+async def test_a_pids_limit_stops_a_flood_of_processes_where_enforced(
+    factory: SandboxFactory, open_sandbox: OpenSandbox
+) -> None:
+    if not factory.capabilities.enforces_pids_limit:
+        return  # asserted by the test above; a flood is never started without a limit
+    sandbox = await open_sandbox(limits=SandboxLimits(pids=20, timeout=20))
+    marker = unique_sleep()
+    # 50 background sleeps, each announced before its fork: past the limit the fork
+    # fails and the shell gives up, so the lines count the forks tried.
+    script = f"i=0; while [ $i -lt 50 ]; do echo $i; sleep {marker} & i=$((i+1)); done"
+    result = await sandbox.exec(script)
+    tried = len(result.stdout.split())
+    assert result.exit_code != 0
+    assert "fork" in result.stderr.lower()
+    assert 5 <= tried <= 20
+    assert await gone(marker)
+    assert (await sandbox.exec(["true"])).ok
+
+
+async def test_a_memory_limit_stops_a_memory_hog_where_enforced(
+    factory: SandboxFactory, open_sandbox: OpenSandbox
+) -> None:
+    if not factory.capabilities.enforces_memory_limit:
+        return  # asserted above; a hog is never started without a limit
+    sandbox = await open_sandbox(limits=SandboxLimits(memory_bytes=64 * 2**20, timeout=20))
+    # `tail` keeps a whole line in memory: 256 MiB without a newline.
+    result = await sandbox.exec("head -c 268435456 /dev/zero | tail -c 1 | wc -c")
+    assert not result.timed_out
+    hog = await sandbox.exec(["sh", "-c", "head -c 268435456 /dev/zero | tail"])
+    assert hog.exit_code == 137
+    assert hog.killed_by_limit == "memory_bytes"
+    assert (await sandbox.exec(["true"])).ok
 
 
 async def test_rlimits_stop_a_file_too_large_and_a_cpu_spinner(
@@ -910,3 +954,24 @@ def test_the_suite_covers_every_sandbox_kind_that_exists() -> None:
     assert set(ADAPTERS) <= {m.value for m in SandboxMode}
     pending = {m.value for m in SandboxMode} - set(ADAPTERS)
     assert pending <= {"docker", "hybrid"}
+
+
+# -- docker only: containers left behind ------------------------------------------------
+
+
+async def test_docker_removes_the_containers_of_a_crashed_process_when_it_starts(
+    docker_engine: str,  # noqa: F811 - the fixture imported above
+) -> None:
+    client = docker.DockerClient(base_url=docker_engine)
+    labels = {LABEL: "1", OWNER_LABEL: f"{socket.gethostname()}:999999999:0"}
+    crashed = client.containers.create(IMAGE, ["true"], labels=labels)
+    live = client.containers.create(
+        IMAGE, ["true"], labels={LABEL: "1", OWNER_LABEL: owner_label()}
+    )
+    try:
+        await docker_factory().check()
+        left = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
+        assert crashed.id not in left
+        assert live.id in left
+    finally:
+        live.remove(force=True)
