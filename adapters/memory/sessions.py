@@ -2,7 +2,8 @@
 
 Implements `codeforge.ports.sessions.SessionStore` for one process (not thread-safe):
 `add` with an id that exists raises `Conflict` (field "id"); `revoke` keeps the first
-revocation time and does nothing for an unknown id; NUL in `csrf_hash` is refused
+revocation time and does nothing for an unknown id; NUL or a lone surrogate in
+`csrf_hash` is refused
 (`ValidationFailed`); times must be timezone-aware (`ValueError`).
 """
 
@@ -13,6 +14,7 @@ from datetime import datetime
 
 import msgspec
 
+from adapters import store_rules
 from codeforge.domain.errors import Conflict, ValidationFailed
 from codeforge.ports.sessions import Session
 
@@ -22,8 +24,10 @@ class MemorySessionStore:
         self._sessions: dict[uuid.UUID, Session] = {}
 
     async def add(self, session: Session) -> None:
-        if "\x00" in session.csrf_hash:
-            raise ValidationFailed("csrf_hash may not contain NUL characters", field="csrf_hash")
+        if not store_rules.storable_text(session.csrf_hash):
+            raise ValidationFailed(
+                "csrf_hash may not contain NUL characters or invalid Unicode", field="csrf_hash"
+            )
         _check_aware(session.created_at, session.expires_at, session.revoked_at)
         if session.id in self._sessions:
             raise Conflict(f"a session with id {session.id} already exists", field="id")

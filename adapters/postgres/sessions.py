@@ -3,7 +3,8 @@
 Implements `codeforge.ports.sessions.SessionStore`. Beyond the port's contract, shared
 with the in-memory adapter: `add` with an id that exists raises `Conflict` (field "id");
 `revoke` keeps the first revocation time and does nothing for an unknown id, so signing
-out twice, or out of a session already gone, succeeds. NUL in `csrf_hash` is refused
+out twice, or out of a session already gone, succeeds. NUL or a lone surrogate in
+`csrf_hash` is refused
 (`ValidationFailed`); times must be timezone-aware (`ValueError`).
 """
 
@@ -17,6 +18,7 @@ from datetime import datetime
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from adapters import store_rules
 from adapters.postgres.errors import describe
 from codeforge.domain.errors import Conflict, ValidationFailed
 from codeforge.ports.errors import DependencyUnavailable, PortError
@@ -43,8 +45,10 @@ class PostgresSessionStore:
         self._pool = pool
 
     async def add(self, session: Session) -> None:
-        if "\x00" in session.csrf_hash:
-            raise ValidationFailed("csrf_hash may not contain NUL characters", field="csrf_hash")
+        if not store_rules.storable_text(session.csrf_hash):
+            raise ValidationFailed(
+                "csrf_hash may not contain NUL characters or invalid Unicode", field="csrf_hash"
+            )
         _check_aware(session.created_at, session.expires_at, session.revoked_at)
         params = {
             "id": session.id,

@@ -23,6 +23,7 @@ from codeforge.domain.errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from codeforge.ports.errors import DependencyUnavailable
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -98,6 +99,13 @@ def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[
     return problem(request, exc.status_code, exc.detail, headers=exc.headers)
 
 
+def dependency_unavailable(
+    request: Request[Any, Any, Any], exc: DependencyUnavailable
+) -> Response[dict[str, Any]]:
+    log.warning("dependency unavailable", path=request.url.path, error=str(exc))
+    return problem(request, 503, str(exc), headers={"retry-after": "5"})
+
+
 def unexpected_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.error("unhandled error", path=request.url.path, exc_info=exc)
     return problem(request, 500, "An unexpected error occurred; quote the request id to report it.")
@@ -107,6 +115,7 @@ EXCEPTION_HANDLERS: dict[type[Exception], Any] = {
     DomainError: domain_error,
     ValidationException: validation_error,
     HTTPException: http_error,
+    DependencyUnavailable: dependency_unavailable,
     Exception: unexpected_error,
 }
 

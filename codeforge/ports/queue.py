@@ -396,7 +396,11 @@ class SubjectRegistry:
                 f"subject {subject!r} carries {spec.payload_type.__name__}, "
                 f"not {type(payload).__name__}"
             )
-        return self._codecs[spec.payload_type].encoder.encode(payload)
+        try:
+            return self._codecs[spec.payload_type].encoder.encode(payload)
+        except (UnicodeEncodeError, TypeError, ValueError) as e:
+            # e.g. a lone surrogate in a string: JSON (UTF-8) cannot carry it.
+            raise InvalidPayload(f"a {spec.payload_type.__name__} cannot be encoded: {e}") from e
 
     def decode(self, subject: str, data: bytes) -> Struct:
         """The subject's payload from `data`; raise InvalidPayload if it does not decode."""

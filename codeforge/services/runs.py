@@ -113,7 +113,8 @@ class Runs:
         the call. An ended run is a Conflict.
         """
         principal.require_mutation()
-        why = reason.strip() or "cancelled by user"
+        # Lone surrogates (valid as JSON escapes) cannot travel as UTF-8: replace them.
+        why = reason.encode("utf-8", "replace").decode().strip() or "cancelled by user"
         for _ in range(3):
             run = await self._events.get_run(principal.tenant_id, run_id)
             if run.status.terminal:

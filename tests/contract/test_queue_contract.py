@@ -70,6 +70,10 @@ class JobV0(Struct, frozen=True):
     n: str
 
 
+# Text JSON (UTF-8) can carry: lone surrogates cannot be encoded (tested apart).
+UTF8 = st.characters(exclude_categories=("Cs",))
+
+
 class Order(Struct, frozen=True, kw_only=True):
     id: uuid.UUID
     amount: Decimal
@@ -739,9 +743,9 @@ class TestSubjectRegistry:
             id=st.uuids(),
             amount=st.decimals(allow_nan=False, allow_infinity=False, places=4),
             at=st.datetimes(timezones=st.just(UTC)),
-            tags=st.lists(st.text(max_size=20), max_size=5),
-            lines=st.dictionaries(st.text(max_size=10), st.integers(-(2**63), 2**63 - 1)),
-            note=st.none() | st.text(max_size=50),
+            tags=st.lists(st.text(UTF8, max_size=20), max_size=5),
+            lines=st.dictionaries(st.text(UTF8, max_size=10), st.integers(-(2**63), 2**63 - 1)),
+            note=st.none() | st.text(UTF8, max_size=50),
         )
     )
     def test_any_payload_survives_encoding_and_decoding_unchanged(self, order: Order) -> None:
@@ -749,6 +753,14 @@ class TestSubjectRegistry:
         registry.register("orders", Order, mode="work_queue")
 
         assert registry.decode("orders", registry.encode("orders", order)) == order
+
+
+def test_a_payload_json_cannot_carry_is_an_invalid_payload() -> None:
+    registry = SubjectRegistry()
+    registry.register("orders", Order, mode="work_queue")
+    broken = Order(id=uuid.uuid4(), amount=Decimal(1), at=datetime.now(UTC), tags=[], note="\ud800")
+    with pytest.raises(InvalidPayload, match="cannot be encoded"):
+        registry.encode("orders", broken)
 
 
 def _products(alphabet: list[str], size: int) -> list[list[str]]:

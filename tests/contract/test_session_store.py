@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.memory.sessions import MemorySessionStore
 from adapters.postgres.sessions import PostgresSessionStore
-from codeforge.domain.errors import Conflict
+from codeforge.domain.errors import Conflict, ValidationFailed
 from codeforge.domain.ids import new_id
 from codeforge.ports.sessions import Session, SessionStore
 
@@ -148,7 +148,10 @@ class SessionStoreContract:
             min_value=datetime(1970, 1, 1), max_value=datetime(9000, 1, 1), timezones=st.just(UTC)
         ),
         lifetime=st.timedeltas(min_value=timedelta(microseconds=1), max_value=timedelta(days=400)),
-        csrf_hash=st.text(st.characters(exclude_characters="\x00"), max_size=80),
+        # Any text PostgreSQL can hold; NUL and lone surrogates are refused (tested apart).
+        csrf_hash=st.text(
+            st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=80
+        ),
         revoked=st.booleans(),
     )
     async def test_any_session_reads_back_exactly_as_added(
@@ -171,6 +174,16 @@ class SessionStoreContract:
         await store.add(session)
 
         assert await store.get(session.id) == session
+
+    @pytest.mark.parametrize("bad", ["nul\x00", "lone \ud800 surrogate"])
+    async def test_text_the_database_cannot_hold_is_refused_and_nothing_is_stored(
+        self, store: SessionStore, tenant_id: uuid.UUID, bad: str
+    ) -> None:
+        session = a_session(tenant_id, csrf_hash=bad)
+        with pytest.raises(ValidationFailed) as caught:
+            await store.add(session)
+        assert caught.value.field == "csrf_hash"
+        assert await store.get(session.id) is None
 
 
 class TestMemorySessionStore(SessionStoreContract):

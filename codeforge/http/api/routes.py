@@ -35,6 +35,7 @@ PROBLEM_RESPONSES: dict[int, ResponseSpec] = {
     413: _problem("The request body is too large"),
     422: _problem("A rule is broken (the field is named), or an Idempotency-Key was reused"),
     429: _problem("Rate limited: see Retry-After"),
+    503: _problem("A dependency (database, queue, engine) is out of reach: retry later"),
 }
 
 
