@@ -23,6 +23,7 @@ Under pressure the queue sheds load: see ``LogWriter`` for the exact policy.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import sys
 import threading
@@ -579,7 +580,11 @@ _json_encoder = msgspec.json.Encoder(enc_hook=repr)
 
 def _json_line(value: Any, **_: Any) -> str:
     """msgspec, several times faster than json.dumps; unknown objects become their repr."""
-    return _json_encoder.encode(value).decode()
+    try:
+        return _json_encoder.encode(value).decode()
+    except UnicodeEncodeError:
+        # A lone surrogate (from a client's JSON escape) cannot be UTF-8: escape it instead.
+        return json.dumps(value, default=repr)
 
 
 def _redact_rendered(

@@ -508,3 +508,12 @@ def test_registered_secrets_are_redacted(configure: Configure) -> None:
     assert third["msg"] == f"stdlib saw {REDACTED}"
     assert f"bad key {REDACTED}" in fourth["exception"]
     assert fourth["msg"] == "abc failed"
+
+
+def test_a_lone_surrogate_in_a_value_is_escaped_not_lost(configure: Configure) -> None:
+    stream = io.StringIO()
+    writer = configure(stream=stream)
+    get_logger("t").info("odd input", reason="bad \ud800 text")
+    writer.close()
+    (line,) = json_lines(stream)
+    assert line["reason"] == "bad \ud800 text"
