@@ -37,6 +37,7 @@ from typing import Any
 from adapters.sandbox.environment import sandbox_environment
 from adapters.sandbox.host import (
     HostSandbox,
+    Launch,
     Scratch,
     check_mount_sources,
     refuse_unsupported,
@@ -99,11 +100,13 @@ class BwrapSandbox(HostSandbox):
         super().__init__(**common)
         self._prefix = prefix
 
-    def _launch(self, argv: list[str], cwd: tuple[str, ...]) -> tuple[list[str], str]:
+    def _launch(
+        self, argv: list[str], cwd: tuple[str, ...], environment: Mapping[str, str]
+    ) -> Launch:
         inside = "/".join((WORKDIR, *cwd))
         # bwrap's own cwd does not matter (the command gets --chdir); "/" keeps it from
         # pinning any directory of the workspace.
-        return [*self._prefix, "--chdir", inside, "--", *argv], "/"
+        return Launch([*self._prefix, "--chdir", inside, "--", *argv], "/")
 
     def _finish(self, argv: list[str], result: ExecResult) -> ExecResult:
         if result.exit_code != 1 or not result.stderr.startswith("bwrap: "):

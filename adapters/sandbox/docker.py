@@ -56,16 +56,20 @@ from typing import Any
 import msgspec
 
 from adapters.sandbox import processes
-from adapters.sandbox.environment import command_environment, sandbox_environment
-from adapters.sandbox.host import HostSandbox, Scratch, check_mount_sources, refuse_unsupported
-from adapters.sandbox.paths import Workspace, translate
+from adapters.sandbox.environment import sandbox_environment
+from adapters.sandbox.host import (
+    HostSandbox,
+    Launch,
+    Scratch,
+    check_mount_sources,
+    refuse_unsupported,
+)
+from adapters.sandbox.paths import Workspace
 from codeforge.ports.sandbox import (
     Capabilities,
     ExecResult,
-    InvalidSandboxSpec,
     NetworkMode,
     OutputCallback,
-    SandboxClosed,
     SandboxError,
     SandboxSpec,
     SandboxUnavailable,
@@ -199,72 +203,55 @@ class DockerSandbox(HostSandbox):
         self._namespace = namespace
         self._markers: set[bytes] = set()
 
-    async def exec(
-        self,
-        command: Sequence[str] | str,
-        *,
-        cwd: str = ".",
-        env: Mapping[str, str] | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 - see the Sandbox port
-        stdin: bytes | str | None = None,
-        on_output: OutputCallback | None = None,
-    ) -> ExecResult:
-        self._check_open()
-        argv = processes.command_argv(command, self._spec.shell)
-        environment = command_environment(self._env, env)
-        seconds = self._spec.limits.timeout if timeout is None else timeout
-        if not seconds > 0:
-            raise InvalidSandboxSpec("timeout must be > 0", field="timeout")
-        cwd_parts = self._workspace.resolve(cwd, field="cwd")
-        with self._workspace.open_dir(cwd_parts, field="cwd"):
-            pass  # it exists, is a directory, and is reached without following a link
+    def _launch(
+        self, argv: list[str], cwd: tuple[str, ...], environment: Mapping[str, str]
+    ) -> Launch:
         marker = f"codeforge-exec-{secrets.token_hex(8)}"
+        wrapper = WRAPPER if "HOSTNAME" in environment else "unset HOSTNAME; " + WRAPPER
         host_argv = [
             *self._cli,
             "exec",
             "-i",
             "-w",
-            "/".join((WORKDIR, *cwd_parts)),
+            "/".join((WORKDIR, *cwd)),
             *(option for name in environment for option in ("-e", name)),
             self._container.id,
             "/bin/sh",
             "-c",
-            WRAPPER,
+            # docker puts the container's HOSTNAME in every exec's environment.
+            wrapper,
             marker,
             *argv,
         ]
-        if "HOSTNAME" not in environment:
-            # docker puts the container's HOSTNAME in every exec's environment.
-            host_argv[host_argv.index(WRAPPER)] = "unset HOSTNAME; " + WRAPPER
-        self._markers.add(marker.encode())
+        return Launch(host_argv, "/", marker)
+
+    async def _run(
+        self,
+        launch: Launch,
+        environment: Mapping[str, str],
+        timeout: float,  # noqa: ASYNC109 - a duration handed to processes.run
+        stdin: bytes | str | None,
+        on_output: OutputCallback | None,
+    ) -> ExecResult:
+        marker = launch.marker.encode()
+        self._markers.add(marker)
         ooms = oom_kills(self._init_pid)
-        with self._busy_guard():
-            try:
-                result = await processes.run(
-                    host_argv,
-                    cwd="/",
-                    env=environment,
-                    timeout=seconds,
-                    stdin=stdin,
-                    limits=self._spec.limits,
-                    on_output=on_output,
-                    running=self._running,
-                )
-            except (FileNotFoundError, NotADirectoryError) as e:
-                raise translate(e, cwd_parts, field="cwd") from e
-            finally:
-                self._markers.discard(marker.encode())
-                self._kill_leftovers(marker.encode())
-        if self._closed:
-            raise SandboxClosed("the sandbox was closed while the command ran; it was killed")
-        if result.exit_code == 125 and "Error response from daemon" in result.stderr:
-            raise SandboxError(f"docker could not run the command: {result.stderr.strip()}")
+        try:
+            result = await super()._run(launch, environment, timeout, stdin, on_output)
+        finally:
+            self._markers.discard(marker)
+            self._kill_leftovers(marker)
         if result.exit_code == 137 and not result.timed_out and ooms is not None:
             after = oom_kills(self._init_pid)
             if after is not None and after > ooms:
                 # Another exec of this sandbox may have been the one killed at the same
                 # moment; the cgroup does not say whose process it chose.
                 return msgspec.structs.replace(result, killed_by_limit="memory_bytes")
+        return result
+
+    def _finish(self, argv: list[str], result: ExecResult) -> ExecResult:
+        if result.exit_code == 125 and "Error response from daemon" in result.stderr:
+            raise SandboxError(f"docker could not run the command: {result.stderr.strip()}")
         return result
 
     def _kill_leftovers(self, marker: bytes) -> None:

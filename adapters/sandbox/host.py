@@ -2,9 +2,11 @@
 
 `HostSandbox` implements the `Sandbox` port for a workspace that is a host directory:
 file operations go through `files` (in a worker thread), commands through `processes`.
-An adapter (mount, bwrap) supplies only how a command line is launched: `_launch` turns
-an argv and a resolved cwd into the host argv and host cwd, and `_finish` may correct
-what the launcher reports (bwrap's own "execvp" failure is a missing command).
+An adapter supplies only how a command line is launched: `_launch` turns an argv, a
+resolved cwd and the command's environment into a `Launch` (host argv, host cwd); `_run`
+may wrap the run (docker tracks and kills the exec's processes inside its container);
+`_finish` may correct what the launcher reports (bwrap's own "execvp" failure is a
+missing command).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ import asyncio
 import contextlib
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import ParamSpec, Self, TypeVar
+from typing import NamedTuple, ParamSpec, Self, TypeVar
 
 from adapters.sandbox import files, processes
 from adapters.sandbox.environment import command_environment
@@ -74,7 +77,15 @@ class Scratch:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class HostSandbox:
+class Launch(NamedTuple):
+    """How one command starts on the host; `marker` is the adapter's own tag for it."""
+
+    argv: list[str]
+    cwd: str
+    marker: str = ""
+
+
+class HostSandbox(ABC):
     """A `Sandbox` over a host directory whose commands run as host processes."""
 
     def __init__(
@@ -105,9 +116,30 @@ class HostSandbox:
 
     # -- what the adapters supply ----------------------------------------------------
 
-    def _launch(self, argv: list[str], cwd: tuple[str, ...]) -> tuple[list[str], str]:
-        """The host argv and host cwd that run `argv` in the workspace directory `cwd`."""
-        raise NotImplementedError
+    @abstractmethod
+    def _launch(
+        self, argv: list[str], cwd: tuple[str, ...], environment: Mapping[str, str]
+    ) -> Launch:
+        """How to run `argv` in the workspace directory `cwd` with `environment`."""
+
+    async def _run(
+        self,
+        launch: Launch,
+        environment: Mapping[str, str],
+        timeout: float,  # noqa: ASYNC109 - a duration handed to processes.run
+        stdin: bytes | str | None,
+        on_output: OutputCallback | None,
+    ) -> ExecResult:
+        return await processes.run(
+            self._rlimits + launch.argv,
+            cwd=launch.cwd,
+            env=environment,
+            timeout=timeout,
+            stdin=stdin,
+            limits=self._spec.limits,
+            on_output=on_output,
+            running=self._running,
+        )
 
     def _finish(self, argv: list[str], result: ExecResult) -> ExecResult:
         return result
@@ -153,19 +185,10 @@ class HostSandbox:
         cwd_parts = self._workspace.resolve(cwd, field="cwd")
         with self._workspace.open_dir(cwd_parts, field="cwd"):
             pass  # it exists, is a directory, and is reached without following a link
-        host_argv, host_cwd = self._launch(argv, cwd_parts)
+        launch = self._launch(argv, cwd_parts, environment)
         with self._busy_guard():
             try:
-                result = await processes.run(
-                    self._rlimits + host_argv,
-                    cwd=host_cwd,
-                    env=environment,
-                    timeout=seconds,
-                    stdin=stdin,
-                    limits=self._spec.limits,
-                    on_output=on_output,
-                    running=self._running,
-                )
+                result = await self._run(launch, environment, seconds, stdin, on_output)
             except (FileNotFoundError, NotADirectoryError) as e:
                 raise translate(e, cwd_parts, field="cwd") from e
         if self._closed:

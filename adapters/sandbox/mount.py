@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from adapters.sandbox.environment import sandbox_environment
 from adapters.sandbox.host import (
     HostSandbox,
+    Launch,
     Scratch,
     check_mount_sources,
     refuse_unsupported,
@@ -36,8 +37,10 @@ KIND = "mount"
 
 
 class MountSandbox(HostSandbox):
-    def _launch(self, argv: list[str], cwd: tuple[str, ...]) -> tuple[list[str], str]:
-        return argv, self._workspace.host_path(cwd)
+    def _launch(
+        self, argv: list[str], cwd: tuple[str, ...], environment: Mapping[str, str]
+    ) -> Launch:
+        return Launch(argv, self._workspace.host_path(cwd))
 
 
 class MountSandboxFactory:
