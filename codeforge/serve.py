@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import structlog
 import uvicorn
@@ -37,13 +37,7 @@ class _Server(uvicorn.Server):
 
 
 async def serve(loaded: LoadedConfig, *, with_worker: bool = True) -> int:
-    settings = loaded.settings
-    writer = configure_logging(
-        level=settings.log.level,
-        fmt=settings.log.format,
-        service=settings.service_name,
-        queue_size=settings.log.queue_size,
-    )
+    writer = _configure_logging(loaded.settings)
     try:
         return await _serve(loaded, writer, with_worker=with_worker)
     finally:
@@ -55,11 +49,6 @@ async def _serve(loaded: LoadedConfig, writer: LogWriter, *, with_worker: bool) 
     runtime = Runtime(Container(settings=settings))
     stop = asyncio.Event()
     reason = "signal"
-    loop = asyncio.get_running_loop()
-
-    reloader = Reloader(lambda: _reload_settings(loaded))
-    reloader.register("log level", lambda new: writer.set_level(new.log.level))
-    reloader.register("rate limits and secrets", runtime.apply_reloaded)
 
     def on_stop(sig: signal.Signals) -> None:
         nonlocal reason
@@ -69,10 +58,6 @@ async def _serve(loaded: LoadedConfig, writer: LogWriter, *, with_worker: bool) 
         reason = sig.name
         log.info("shutdown requested", signal=sig.name)
         stop.set()
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop, sig)
-    loop.add_signal_handler(signal.SIGHUP, reloader.reload)
 
     server = _Server(
         uvicorn.Config(
@@ -86,35 +71,34 @@ async def _serve(loaded: LoadedConfig, writer: LogWriter, *, with_worker: bool) 
             timeout_graceful_shutdown=max(1, int(settings.shutdown.http_timeout)),
         )
     )
-    try:
-        await runtime.start(with_worker=with_worker)
-    except BaseException:
-        await runtime.stop("start failed")
-        raise
+    with _signals(on_stop, _reloader(loaded, writer, runtime).reload):
+        try:
+            await runtime.start(with_worker=with_worker)
+        except BaseException:
+            await runtime.stop("start failed")
+            raise
 
-    serving = asyncio.create_task(_run_http(server), name="http")
+        serving = asyncio.create_task(_run_http(server), name="http")
 
-    async def stop_http() -> None:
-        server.should_exit = True
-        # uvicorn stops listening, lets in-flight requests finish, then returns.
-        await asyncio.shield(serving)
+        async def stop_http() -> None:
+            server.should_exit = True
+            # uvicorn stops listening, lets in-flight requests finish, then returns.
+            await asyncio.shield(serving)
 
-    runtime.shutdown.register(Phase.STOP_ACCEPTING_HTTP, "http server", stop_http)
+        runtime.shutdown.register(Phase.STOP_ACCEPTING_HTTP, "http server", stop_http)
 
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    failed = serving.done() and not server.started
-    if failed:
-        # uvicorn logged why (usually: the port is taken) and exited its task.
-        reason = "http server failed to start"
-    elif serving.done():
-        reason = "http server stopped"
-    else:
-        log.info("codeforge stopping", reason=reason)
-    stopping.cancel()
-    outcomes = await runtime.stop(reason)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        loop.remove_signal_handler(sig)
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        failed = serving.done() and not server.started
+        if failed:
+            # uvicorn logged why (usually: the port is taken) and exited its task.
+            reason = "http server failed to start"
+        elif serving.done():
+            reason = "http server stopped"
+        else:
+            log.info("codeforge stopping", reason=reason)
+        stopping.cancel()
+        outcomes = await runtime.stop(reason)
     clean = not failed and all(not o.failures for o in outcomes)
     return 0 if clean else 1
 
@@ -128,35 +112,57 @@ async def _run_http(server: uvicorn.Server) -> None:
 
 async def work(loaded: LoadedConfig) -> int:
     """`codeforge worker`: take runs off the queue until a signal says stop; no HTTP."""
-    settings = loaded.settings
-    writer = configure_logging(
+    writer = _configure_logging(loaded.settings)
+    try:
+        runtime = Runtime(Container(settings=loaded.settings))
+        stop = asyncio.Event()
+
+        def on_stop(sig: signal.Signals) -> None:
+            log.info("shutdown requested", signal=sig.name)
+            stop.set()
+
+        with _signals(on_stop, _reloader(loaded, writer, runtime).reload):
+            try:
+                await runtime.start(issue_first_admin_key=False, with_worker=True)
+                log.info("worker ready")
+                await stop.wait()
+            finally:
+                outcomes = await runtime.stop("signal")
+        return 0 if all(not o.failures for o in outcomes) else 1
+    finally:
+        writer.close()
+
+
+def _configure_logging(settings: Settings) -> LogWriter:
+    return configure_logging(
         level=settings.log.level,
         fmt=settings.log.format,
         service=settings.service_name,
         queue_size=settings.log.queue_size,
     )
+
+
+def _reloader(loaded: LoadedConfig, writer: LogWriter, runtime: Runtime) -> Reloader:
+    reloader = Reloader(lambda: _reload_settings(loaded))
+    reloader.register("log level", lambda new: writer.set_level(new.log.level))
+    reloader.register("rate limits and secrets", runtime.apply_reloaded)
+    return reloader
+
+
+@contextlib.contextmanager
+def _signals(
+    on_stop: Callable[[signal.Signals], None], on_reload: Callable[[], object]
+) -> Iterator[None]:
+    """TERM and INT stop, HUP reloads, for as long as the block runs."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_stop, sig)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
     try:
-        runtime = Runtime(Container(settings=settings))
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        reloader = Reloader(lambda: _reload_settings(loaded))
-        reloader.register("log level", lambda new: writer.set_level(new.log.level))
-        reloader.register("rate limits and secrets", runtime.apply_reloaded)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(signal.SIGHUP, reloader.reload)
-        try:
-            await runtime.start(issue_first_admin_key=False, with_worker=True)
-            log.info("worker ready")
-            await stop.wait()
-            log.info("shutdown requested")
-        finally:
-            outcomes = await runtime.stop("signal")
-            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                loop.remove_signal_handler(sig)
-        return 0 if all(not o.failures for o in outcomes) else 1
+        yield
     finally:
-        writer.close()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
 
 
 def _reload_settings(loaded: LoadedConfig) -> Settings:
