@@ -42,14 +42,6 @@ class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
                 effective = effective.tighten(level)
         return effective
 
-    def loosens(self, bound: Limits) -> list[str]:
-        """The fields where this (a request) asks for more than `bound` allows."""
-        found = []
-        for name in ("max_steps", "max_wall_seconds", "max_cost_usd"):
-            mine, theirs = getattr(self, name), getattr(bound, name)
-            if theirs is not None and (mine is None or mine > theirs):
-                found.append(name)
-        return found
 
 
 def _least(a: N | None, b: N | None) -> N | None:
