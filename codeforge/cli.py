@@ -203,6 +203,7 @@ async def _run_keys(loaded: LoadedConfig, args: argparse.Namespace) -> int:
             print(issued.secret)
             return EXIT_OK
         tenant_id = await keys.tenant_id_of(args.tenant)
+        # Whoever can run the CLI on this host owns the install: it acts as the tenant's admin.
         cli = Principal(tenant_id=tenant_id, key_id=uuid.UUID(int=0), role=Role.ADMIN)
         if args.action == "list":
             page = await keys.list(cli, limit=200)
