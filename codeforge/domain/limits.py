@@ -43,7 +43,6 @@ class Limits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
         return effective
 
 
-
 def _least(a: N | None, b: N | None) -> N | None:
     if a is None:
         return b
