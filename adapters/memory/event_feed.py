@@ -20,6 +20,10 @@ How a subscriber that falls behind is treated (the "lagging" design):
   arrive after that are queued normally again.
 - A feed that may have missed notices itself (the PostgreSQL listener after a
   reconnect) marks every subscriber lagging, with the same effect.
+- Deltas (ephemeral text) are keyed per run, stream and tool call; a delta that
+  arrives while one with its key is queued is appended to it (up to
+  `MAX_JOINED_DELTA_CHARS`, past which the oldest text is cut with a marker), so
+  text is never reordered within its stream and a slow reader costs bounded memory.
 
 Publishing never blocks and never fails because of a subscriber.
 """
@@ -29,6 +33,8 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Hashable
+
+import msgspec
 
 from codeforge.ports.events import FeedNotice
 
@@ -44,10 +50,24 @@ def is_resync(notice: FeedNotice) -> bool:
     return notice.kind == "run_event" and notice.run_id is None
 
 
+# How much joined delta text one queued notice keeps for a slow reader.
+MAX_JOINED_DELTA_CHARS = 64 * 1024
+DELTA_CUT_MARKER = "[… earlier output skipped: the reader fell behind …]\n"
+
+
 def _key(notice: FeedNotice) -> Hashable:
     if notice.kind == "run_event":
         return ("run_event", notice.run_id)
+    if notice.kind == "delta":
+        return ("delta", notice.run_id, notice.stream, notice.call_id)
     return ("status", notice.entity, notice.entity_id or notice.run_id)
+
+
+def _joined(queued: FeedNotice, later: FeedNotice) -> FeedNotice:
+    text = (queued.text or "") + (later.text or "")
+    if len(text) > MAX_JOINED_DELTA_CHARS:
+        text = DELTA_CUT_MARKER + text[-(MAX_JOINED_DELTA_CHARS - len(DELTA_CUT_MARKER)) :]
+    return msgspec.structs.replace(queued, text=text)
 
 
 def _newer(candidate: FeedNotice, queued: FeedNotice) -> bool:
@@ -111,7 +131,9 @@ class Subscription:
         key = _key(notice)
         queued = self._pending.get(key)
         if queued is not None:
-            if _newer(notice, queued):
+            if notice.kind == "delta":
+                self._pending[key] = _joined(queued, notice)
+            elif _newer(notice, queued):
                 self._pending[key] = notice
         elif len(self._pending) >= self._max_pending:
             self.resync(dropping=1)

@@ -77,6 +77,117 @@ class RunCancelled(Event, frozen=True, kw_only=True):
     reason: str = "cancelled by user"
 
 
+# --- the agent's steps (agent-runtime issue) ----------------------------------------
+#
+# Together these rebuild the conversation (`codeforge.agent.conversation`): the
+# assembled prompt, every model reply, every tool result, every nudge and every
+# compaction. Text is stored complete up to the caps the runtime applies; the
+# token-by-token and chunk-by-chunk stream is ephemeral (live only).
+
+
+class WorkspacePrepared(Event, frozen=True, kw_only=True):
+    """The run's own git worktree and branch, made from the project's clone."""
+
+    path: str
+    branch: str
+    base_commit: str
+
+
+class PromptAssembled(Event, frozen=True, kw_only=True):
+    """What the model is first given: enough to rebuild the conversation's start."""
+
+    model: str
+    system: str
+    user: str
+    tools: list[str] = []
+    # Where each part came from: instructions files, the context pack's summary.
+    sources: dict[str, Any] = {}
+    context_tokens: int = 0
+
+
+class ModelResponded(Event, frozen=True, kw_only=True):
+    step: int
+    model: str
+    content: str = ""
+    # Each {"id", "name", "arguments"} with arguments as the raw JSON text sent.
+    tool_calls: list[dict[str, Any]] = []
+    finish_reason: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    usage_reported: bool = True
+    # None when the model has no price (an unbudgeted run may use it).
+    cost_usd: Decimal | None = None
+    latency_s: float = 0.0
+    attempts: int = 1
+
+
+class ToolCallRequested(Event, frozen=True, kw_only=True):
+    step: int
+    call_id: str
+    tool: str
+    arguments: dict[str, Any] = {}
+    # The arguments as sent, when they were not a JSON object.
+    raw_arguments: str = ""
+
+
+class PolicyDecided(Event, frozen=True, kw_only=True):
+    call_id: str
+    tool: str
+    decision: str
+    rule: str = ""
+    scope: str = ""
+    reason: str = ""
+
+
+class ToolCallCompleted(Event, frozen=True, kw_only=True):
+    call_id: str
+    tool: str
+    ok: bool
+    # What the model is shown (capped), stdout and stderr together for bash.
+    output: str = ""
+    exit_code: int | None = None
+    duration_s: float = 0.0
+    truncated: bool = False
+    timed_out: bool = False
+    # Paths the tool wrote, or that changed during a shell command.
+    touched_paths: list[str] = []
+    diff: str = ""
+
+
+class CheckpointCreated(Event, frozen=True, kw_only=True):
+    """The workspace as it was after the event at `after_seq`, restorable on any worker."""
+
+    checkpoint_id: uuid.UUID
+    after_seq: int
+    # Paths this step changed; `files` and `bytes` count every path that differs from base.
+    changed: list[str] = []
+    files: int = 0
+    bytes: int = 0
+
+
+class AgentNudged(Event, frozen=True, kw_only=True):
+    """A message the runtime added to the conversation (e.g. a stall correction)."""
+
+    reason: str
+    message: str
+
+
+class ContextCompacted(Event, frozen=True, kw_only=True):
+    """Older tool output was cut to fit the context window; rebuilds do the same."""
+
+    # Tool results (by call id) whose output was replaced by a short notice.
+    elided_calls: list[str] = []
+    tokens_before: int = 0
+    tokens_after: int = 0
+
+
+class ArtifactStored(Event, frozen=True, kw_only=True):
+    name: str
+    media_type: str
+    size: int
+    sha256: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -88,6 +199,16 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunCompleted,
         RunFailed,
         RunCancelled,
+        WorkspacePrepared,
+        PromptAssembled,
+        ModelResponded,
+        ToolCallRequested,
+        PolicyDecided,
+        ToolCallCompleted,
+        CheckpointCreated,
+        AgentNudged,
+        ContextCompacted,
+        ArtifactStored,
     )
 }
 

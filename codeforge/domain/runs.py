@@ -29,6 +29,7 @@ from codeforge.domain.errors import Conflict
 from codeforge.domain.events import (
     Event,
     HeartbeatRecorded,
+    ModelResponded,
     RunCancelled,
     RunCompleted,
     RunFailed,
@@ -146,6 +147,9 @@ class Run(Entity, frozen=True, kw_only=True):
                 changes |= {"lease_expires_at": expires, "started_at": self.started_at or at}
             case HeartbeatRecorded(worker=worker, lease_expires_at=expires):
                 changes |= {"lease_owner": worker, "lease_expires_at": expires}
+            case ModelResponded(cost_usd=cost):
+                # A step is one model call; the projection's cost is the ledger's sum.
+                changes |= {"steps": self.steps + 1, "cost_usd": self.cost_usd + (cost or 0)}
             case RunSuspended():
                 self._require(RunStatus.SUSPENDED)
                 changes |= {"status": RunStatus.SUSPENDED, "lease_owner": None}

@@ -26,6 +26,13 @@ subscriber is best-effort and may coalesce; ordering per run is preserved.
 A subscriber that fell behind (or a feed that lost its connection) receives a
 *resync notice* — `kind="run_event"` with `run_id=None` — meaning "you may have
 missed anything: re-read what you follow from the store".
+
+Ephemeral deltas (`kind="delta"`: model tokens, command output as it is produced)
+are the one kind of notice that carries content, because they are never stored:
+live only, best-effort, lost when nobody listens (ARCHITECTURE.md, "Runs, events and
+the feed"). A publisher keeps each delta's text under `MAX_DELTA_CHARS`, so the
+notice fits a NOTIFY payload; queued deltas of the same run, stream and call are
+joined, so a slow subscriber gets fewer, larger pieces in the same order.
 """
 
 from __future__ import annotations
@@ -116,17 +123,28 @@ class EventStore(Protocol):
         ...
 
 
+# Characters of text in one delta notice: JSON-escaped and UTF-8 encoded it stays far
+# below PostgreSQL's 8,000-byte NOTIFY cap (at most 6 bytes per character).
+MAX_DELTA_CHARS = 1000
+
+DeltaStream = Literal["model", "tool_args", "stdout", "stderr"]
+
+
 class FeedNotice(Struct, frozen=True, kw_only=True):
-    """What the feed carries: never the event itself (NOTIFY payloads cap at 8 kB)."""
+    """What the feed carries: never a stored event itself (NOTIFY payloads cap at 8 kB)."""
 
     tenant_id: uuid.UUID
-    kind: Literal["run_event", "status"]
+    kind: Literal["run_event", "status", "delta"]
     run_id: uuid.UUID | None = None
     seq: int | None = None
     # For kind == "status": which entity changed, and to what.
     entity: Literal["run", "task", "agent"] | None = None
     entity_id: uuid.UUID | None = None
     status: str | None = None
+    # For kind == "delta": which stream of the run, for which tool call, and the text.
+    stream: DeltaStream | None = None
+    call_id: str | None = None
+    text: str | None = None
 
 
 class RunEventFeed(Protocol):

@@ -3,9 +3,10 @@
 The agent runtime implements it; workers, leases, heartbeats, cancellation and
 shutdown are the job mechanism's, so an executor only does the work.
 
-Contract: `execute(run, cancel)` returns the outcome when the work is done. It
-watches `cancel` and, once it is set (a user cancelled the run), stops promptly
-and returns a `cancelled` outcome. A worker shutting down cancels the task
+Contract: `execute(run, cancel, journal)` returns the outcome when the work is
+done, having appended its events through `journal` (which shares the worker's
+seq with its heartbeats). It watches `cancel` and, once it is set (a user
+cancelled the run), stops promptly and returns a `cancelled` outcome. A worker shutting down cancels the task
 running `execute` (asyncio cancellation); the executor must let that propagate.
 Any other exception fails the run with reason `executor_error`.
 """
@@ -16,6 +17,7 @@ from typing import Any, Literal, Protocol
 
 from msgspec import Struct
 
+from codeforge.domain.events import Event, StoredEvent
 from codeforge.domain.runs import Run
 
 
@@ -35,5 +37,16 @@ class Outcome(Struct, frozen=True, kw_only=True):
     artifact: dict[str, Any] = {}
 
 
+class Journal(Protocol):
+    """Appends to the run's log for the worker holding it (`RunJournal`)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    async def append(self, *events: Event) -> list[StoredEvent]:
+        """Raises a Conflict (`LeaseLost`) once the run is no longer this worker's."""
+        ...
+
+
 class RunExecutor(Protocol):
-    async def execute(self, run: Run, cancel: CancelSignal) -> Outcome: ...
+    async def execute(self, run: Run, cancel: CancelSignal, journal: Journal) -> Outcome: ...

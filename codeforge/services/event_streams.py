@@ -30,6 +30,14 @@ class Heartbeat(Struct, frozen=True):
     """Nothing happened for a while; the connection is alive."""
 
 
+class LiveDelta(Struct, frozen=True, kw_only=True):
+    """Ephemeral output as it is produced (model tokens, command output): never stored."""
+
+    stream: str
+    text: str
+    call_id: str | None = None
+
+
 class StatusChange(Struct, frozen=True, kw_only=True):
     entity: str
     entity_id: uuid.UUID | None
@@ -67,8 +75,11 @@ class EventStreams:
 
     async def run_events(
         self, principal: Principal, run_id: uuid.UUID, after: int = 0
-    ) -> AsyncIterator[StoredEvent | Heartbeat]:
+    ) -> AsyncIterator[StoredEvent | LiveDelta | Heartbeat]:
         """Every event of the run after seq `after`, live, until the run has ended.
+
+        Live deltas (model tokens, command output) arrive between the stored events
+        while the run works; they are never replayed (a reconnect gets stored events).
 
         Call `Runs.get` first if a missing run must be a 404 before streaming starts.
         """
@@ -85,9 +96,17 @@ class EventStreams:
                 )
                 if run.status.terminal and run.last_seq <= last:
                     return
-                notice = await self._next(subscription, run_id)
-                if notice is None:
-                    yield Heartbeat()
+                while True:
+                    notice = await self._next(subscription, run_id)
+                    if notice is None:
+                        yield Heartbeat()
+                    elif notice.kind == "delta":
+                        yield LiveDelta(
+                            stream=notice.stream or "", text=notice.text or "",
+                            call_id=notice.call_id,
+                        )  # fmt: skip
+                        continue  # nothing was stored: keep listening
+                    break
         finally:
             await _close(subscription)
 
@@ -154,4 +173,4 @@ async def _close(subscription: AsyncIterator[FeedNotice]) -> None:
             await close()
 
 
-__all__ = ["EventStreams", "Heartbeat", "StatusChange"]
+__all__ = ["EventStreams", "Heartbeat", "LiveDelta", "StatusChange"]

@@ -18,6 +18,7 @@ import contextlib
 import uuid
 from datetime import timedelta
 
+import msgspec
 import structlog
 
 from codeforge.domain.commands import ControlRun, StartRun
@@ -37,6 +38,7 @@ from codeforge.ports.executor import Outcome, RunExecutor
 from codeforge.ports.queue import Message, Queue, Subscription
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
+from codeforge.services.run_journal import LeaseLost, RunJournal
 from codeforge.services.subjects import START_RUN, control_subject
 
 log = structlog.get_logger("codeforge.worker")
@@ -44,17 +46,12 @@ log = structlog.get_logger("codeforge.worker")
 WORKERS_CONSUMER = "run-workers"
 
 
-class LeaseLost(Exception):
-    """Another party changed the run: this worker no longer holds it."""
-
-
 class _Held:
-    """One run this worker holds: its seq (appends are serialised) and its stop signals."""
+    """One run this worker holds: its journal (appends are serialised) and stop signals."""
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, journal: RunJournal) -> None:
         self.run = run
-        self.seq = run.last_seq
-        self.lock = asyncio.Lock()
+        self.journal = journal
         self.cancel = asyncio.Event()
         self.cancel_reason = ""
         self.task: asyncio.Task[None] | None = None
@@ -127,8 +124,11 @@ class RunWorker:
             )
         except Conflict:
             return  # another worker took the lease first
-        held = _Held(run)
-        held.seq = stored[-1].seq
+        run = msgspec.structs.replace(run, last_seq=stored[-1].seq)
+        journal = RunJournal(
+            self._log, self._events, run, owner=self.worker_id, request_id=message.request_id
+        )
+        held = _Held(run, journal)
         self._held[run.id] = held
         held.task = asyncio.create_task(self._execute(held), name=f"run {run.id}")
         log.info("run taken", run_id=str(run.id), worker=self.worker_id)
@@ -145,7 +145,7 @@ class RunWorker:
         heartbeats = asyncio.create_task(self._heartbeats(held))
         try:
             try:
-                outcome = await self._executor.execute(run, held.cancel)
+                outcome = await self._executor.execute(run, held.cancel, held.journal)
             except asyncio.CancelledError:
                 await self._finish(held, RunSuspended(reason="worker shutting down"))
                 raise
@@ -187,15 +187,7 @@ class RunWorker:
             log.warning("run ended elsewhere before this worker finished", run_id=str(held.run.id))
 
     async def _append(self, held: _Held, event: Event) -> None:
-        async with held.lock:
-            context = EventContext(tenant_id=held.run.tenant_id)
-            try:
-                stored = await self._log.append(
-                    held.run.id, [event], expected_seq=held.seq, context=context
-                )
-            except Conflict as e:
-                raise LeaseLost(str(e)) from e
-            held.seq = stored[-1].seq
+        await held.journal.append(event)
 
 
 def _terminal_event(outcome: Outcome, cancel_reason: str) -> Event:

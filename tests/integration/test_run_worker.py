@@ -20,7 +20,7 @@ from codeforge.domain.events import RunRequested, RunStarted
 from codeforge.domain.ids import new_id
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.ports.events import EventContext, OutboxMessage
-from codeforge.ports.executor import CancelSignal, Outcome
+from codeforge.ports.executor import CancelSignal, Journal, Outcome
 from codeforge.services.event_log import EventLog
 from codeforge.services.lease_reaper import LeaseReaper
 from codeforge.services.run_worker import RunWorker
@@ -38,7 +38,7 @@ class ScriptedAgent:
         self.finish = asyncio.Event()
         self.executions: list[uuid.UUID] = []
 
-    async def execute(self, run: Run, cancel: CancelSignal) -> Outcome:
+    async def execute(self, run: Run, cancel: CancelSignal, journal: Journal) -> Outcome:
         self.executions.append(run.id)
         await self.started.put(run.id)
         done = asyncio.ensure_future(self.finish.wait())

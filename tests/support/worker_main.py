@@ -19,7 +19,7 @@ from codeforge.config import load_config
 from codeforge.container import Container
 from codeforge.domain.runs import Run
 from codeforge.log import configure_logging
-from codeforge.ports.executor import CancelSignal, Outcome
+from codeforge.ports.executor import CancelSignal, Journal, Outcome
 from codeforge.runtime import Runtime
 
 
@@ -27,7 +27,7 @@ class SleepyAgent:
     def __init__(self, seconds: float) -> None:
         self._seconds = seconds
 
-    async def execute(self, run: Run, cancel: CancelSignal) -> Outcome:
+    async def execute(self, run: Run, cancel: CancelSignal, journal: Journal) -> Outcome:
         try:
             await asyncio.wait_for(cancel.wait(), self._seconds)
         except TimeoutError:

@@ -18,7 +18,7 @@ from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id, 
 from codeforge.http.api.routes import get, post
 from codeforge.http.api.schemas import EventList, ListPage, RunCancel, RunCreate
 from codeforge.http.api.views import event_list, event_view
-from codeforge.services.event_streams import EventStreams, Heartbeat, StatusChange
+from codeforge.services.event_streams import EventStreams, Heartbeat, LiveDelta, StatusChange
 from codeforge.services.runs import Runs
 
 LastEventId = Annotated[
@@ -121,8 +121,9 @@ class RunController(Controller):
         "/{run_id:uuid}/events/stream",
         summary="Live events (SSE); resumes after Last-Event-ID",
         description=(
-            "Stored events carry `id: <seq>`; heartbeats are comments. The stream ends "
-            "once the run has ended and every event was sent."
+            "Stored events carry `id: <seq>`; `event: delta` messages (model tokens, "
+            "command output as produced) carry no id and are never replayed; heartbeats "
+            "are comments. The stream ends once the run has ended and every event was sent."
         ),
     )
     async def stream(
@@ -158,6 +159,10 @@ class RunController(Controller):
         async for item in streams.run_events(principal, run_id, after):
             if isinstance(item, Heartbeat):
                 await socket.send_json({"type": "heartbeat"})
+            elif isinstance(item, LiveDelta):
+                await socket.send_text(
+                    msgspec.json.encode({"type": "delta", "delta": item}).decode()
+                )
             else:
                 await socket.send_text(
                     msgspec.json.encode({"type": "event", "event": event_view(item)}).decode()
@@ -184,6 +189,9 @@ async def _sse(items: AsyncIterator[Any]) -> AsyncIterator[ServerSentEventMessag
     async for item in items:
         if isinstance(item, Heartbeat):
             yield ServerSentEventMessage(comment="heartbeat", data=None)
+        elif isinstance(item, LiveDelta):
+            # No id: deltas are live only, and a reconnect resumes after stored events.
+            yield ServerSentEventMessage(data=msgspec.json.encode(item).decode(), event="delta")
         else:
             view = event_view(item)
             yield ServerSentEventMessage(

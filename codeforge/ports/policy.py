@@ -1,0 +1,61 @@
+"""The policy gate: every tool call an agent makes is asked here before it runs.
+
+The gate answers allow, ask or deny, with the rule and the scope that decided and a
+reason a person can read; the runtime records the answer as `PolicyDecided` and acts
+on it (deny: the tool does not run and the model is told why; ask: the run waits for
+an approver). The agent-runtime issue ships an allow-all gate; the policy issue
+supplies rules, scopes, presets and approvals behind this same signature.
+
+Contract: `decide` is side-effect free and fast (it runs before every tool call); it
+never raises for a request it cannot classify — it answers `ask` (or `deny`) and says
+why.
+"""
+
+from __future__ import annotations
+
+import uuid
+from enum import StrEnum
+from typing import Any, Literal, Protocol
+
+from msgspec import Struct
+
+__all__ = ["Decision", "PolicyDecision", "PolicyGate", "ToolCategory", "ToolRequest"]
+
+
+class Decision(StrEnum):
+    ALLOW = "allow"
+    ASK = "ask"
+    DENY = "deny"
+
+
+ToolCategory = Literal["read", "edit", "write", "bash", "network", "control"]
+
+
+class ToolRequest(Struct, frozen=True, kw_only=True):
+    """One tool call, described for the gate."""
+
+    tenant_id: uuid.UUID
+    run_id: uuid.UUID
+    project_id: uuid.UUID
+    tool: str
+    category: ToolCategory
+    arguments: dict[str, Any] = {}
+    # Workspace-relative paths the call reads or writes (empty for bash: see `command`).
+    paths: tuple[str, ...] = ()
+    # The shell command of a bash call.
+    command: str | None = None
+    # The run's sandbox kind ("mount", "bwrap", ...): rules may depend on isolation.
+    sandbox: str = ""
+
+
+class PolicyDecision(Struct, frozen=True, kw_only=True):
+    decision: Decision
+    # The rule that matched, as written ("Bash(git status:*)"), or "" for a default.
+    rule: str = ""
+    # Where that rule came from: "global", "project", "run", "preset:<name>", "default".
+    scope: str = ""
+    reason: str = ""
+
+
+class PolicyGate(Protocol):
+    async def decide(self, request: ToolRequest) -> PolicyDecision: ...
