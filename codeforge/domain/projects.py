@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 from enum import StrEnum
 
 from codeforge.domain.entity import Entity
@@ -31,6 +32,13 @@ class Project(Entity, frozen=True, kw_only=True):
     policy_profile: str = "default"
     limits: Limits = Limits()
     description: str = ""
+    # Total spend cap across every run of the project (never resets); None: no cap.
+    budget_usd: Decimal | None = None
+
+
+def validate_budget(budget_usd: Decimal | None) -> None:
+    if budget_usd is not None and not budget_usd >= 0:
+        raise ValidationFailed("budget_usd must be a non-negative amount", field="budget_usd")
 
 
 def validate_project_name(name: str) -> str:

@@ -7,13 +7,21 @@ tenant-scoped. Names are short slugs chosen by the runtime ("patch").
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime
-from typing import Protocol
+from typing import Final, Protocol
 
 from msgspec import Struct
 
-__all__ = ["Artifact", "ArtifactInfo", "ArtifactStore"]
+from codeforge.domain.errors import ValidationFailed
+
+__all__ = ["MAX_ARTIFACT_BYTES", "Artifact", "ArtifactInfo", "ArtifactStore", "check_artifact"]
+
+MAX_ARTIFACT_BYTES: Final = 64 * 1024 * 1024
+"""The largest artifact stored; a bigger patch is a sign of a run gone wrong."""
+
+_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 
 
 class ArtifactInfo(Struct, frozen=True, kw_only=True):
@@ -28,6 +36,18 @@ class ArtifactInfo(Struct, frozen=True, kw_only=True):
 class Artifact(Struct, frozen=True, kw_only=True):
     info: ArtifactInfo
     content: bytes
+
+
+def check_artifact(name: str, media_type: str, content: bytes) -> None:
+    if not _NAME.fullmatch(name):
+        raise ValidationFailed(f"artifact name {name!r} is not a short slug", field="name")
+    if not media_type or len(media_type) > 100:
+        raise ValidationFailed("an artifact needs a media type", field="media_type")
+    if len(content) > MAX_ARTIFACT_BYTES:
+        raise ValidationFailed(
+            f"an artifact of {len(content)} bytes is over the {MAX_ARTIFACT_BYTES}-byte cap",
+            field="content",
+        )
 
 
 class ArtifactStore(Protocol):

@@ -23,6 +23,8 @@ returns the checkpoint it made, or None when nothing changed since the last one.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -30,13 +32,19 @@ from typing import Protocol
 
 from msgspec import Struct
 
+from codeforge.domain.errors import ValidationFailed
+
 __all__ = [
     "Checkpoint",
     "CheckpointHook",
     "CheckpointStore",
     "FileEntry",
     "RunWorkspace",
+    "check_blobs",
+    "check_manifest",
 ]
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class FileEntry(Struct, frozen=True, kw_only=True):
@@ -72,6 +80,29 @@ class RunWorkspace(Struct, frozen=True, kw_only=True):
     path: str
     base_commit: str
     branch: str = ""
+
+
+def check_blobs(blobs: Mapping[str, bytes]) -> None:
+    """Every key must be the sha256 (lowercase hex) of its content."""
+    for sha, data in blobs.items():
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise ValidationFailed(f"blob {sha[:16]}… is not the sha256 of its content")
+
+
+def check_manifest(checkpoint: Checkpoint, present: set[str] | None = None) -> list[str]:
+    """The shas a checkpoint needs; with `present`, raise unless all are among them."""
+    needed = sorted({e.sha256 for e in checkpoint.files.values() if e.sha256 is not None})
+    bad = [sha for sha in needed if not _SHA256.fullmatch(sha)]
+    if bad:
+        raise ValidationFailed(f"not a sha256: {bad[0]!r}")
+    if present is not None:
+        missing = [sha for sha in needed if sha not in present]
+        if missing:
+            raise ValidationFailed(
+                f"checkpoint {checkpoint.id} refers to {len(missing)} blob(s) never stored, "
+                f"e.g. {missing[0]}: put the blobs first"
+            )
+    return needed
 
 
 class CheckpointStore(Protocol):

@@ -28,7 +28,19 @@ from typing import Literal, Protocol
 
 from msgspec import Struct
 
-__all__ = ["Budgets", "CostGroup", "CostLedger", "CostTotal", "Reservation"]
+from codeforge.domain.errors import BudgetExceeded, ValidationFailed
+
+__all__ = [
+    "BUDGET_SCOPES",
+    "Budgets",
+    "CostGroup",
+    "CostLedger",
+    "CostTotal",
+    "Reservation",
+    "check_amount",
+    "check_budgets",
+    "usd",
+]
 
 CostGroup = Literal["tenant", "project", "run", "model"]
 
@@ -43,6 +55,48 @@ class Budgets(Struct, frozen=True, kw_only=True):
     @property
     def any(self) -> bool:
         return any(v is not None for v in (self.run_usd, self.project_usd, self.tenant_usd))
+
+    def limit(self, scope: CostGroup) -> Decimal | None:
+        return {"run": self.run_usd, "project": self.project_usd, "tenant": self.tenant_usd}.get(
+            scope
+        )
+
+
+# The scopes a budget can bind, narrowest first (the first exceeded one is reported).
+BUDGET_SCOPES: tuple[CostGroup, ...] = ("run", "project", "tenant")
+
+
+def check_amount(amount: Decimal, what: str = "amount_usd") -> None:
+    if not amount.is_finite() or amount < 0:
+        raise ValidationFailed(f"{what} must be a finite amount >= 0, not {amount}", field=what)
+
+
+def check_budgets(
+    budgets: Budgets, accounts: dict[CostGroup, tuple[Decimal, Decimal]], amount: Decimal
+) -> None:
+    """Raise BudgetExceeded unless `amount` fits every scope's limit.
+
+    `accounts` maps each scope to (spent, held) as read under the adapter's lock.
+    """
+    for scope in BUDGET_SCOPES:
+        limit = budgets.limit(scope)
+        if limit is None:
+            continue
+        spent, held = accounts.get(scope, (Decimal(0), Decimal(0)))
+        if spent + held + amount > limit:
+            left = max(limit - spent - held, Decimal(0))
+            raise BudgetExceeded(
+                f"the {scope} budget of {usd(limit)} would be exceeded: {usd(spent)} spent, "
+                f"{usd(held)} held by calls in flight, {usd(left)} left, and the next model "
+                f"call may cost up to {usd(amount)}",
+                field=f"{scope}_budget",
+            )
+
+
+def usd(amount: Decimal) -> str:
+    """ "$0.0125": at most six decimals, no trailing zeros."""
+    text = f"{amount:.6f}".rstrip("0").rstrip(".")
+    return f"${text}"
 
 
 class Reservation(Struct, frozen=True, kw_only=True):

@@ -6,8 +6,9 @@ shutdown are the job mechanism's, so an executor only does the work.
 Contract: `execute(run, cancel, journal)` returns the outcome when the work is
 done, having appended its events through `journal` (which shares the worker's
 seq with its heartbeats). It watches `cancel` and, once it is set (a user
-cancelled the run), stops promptly and returns a `cancelled` outcome. A worker shutting down cancels the task
-running `execute` (asyncio cancellation); the executor must let that propagate.
+cancelled the run), stops promptly and returns a `cancelled` outcome. A worker
+shutting down cancels the task running `execute` (asyncio cancellation); the
+executor must let that propagate.
 Any other exception fails the run with reason `executor_error`.
 """
 

@@ -146,7 +146,9 @@ class EventStreams:
                 return
             after = batch[-1].seq
 
-    async def _next(self, subscription: AsyncIterator[FeedNotice], run_id: uuid.UUID) -> object:
+    async def _next(
+        self, subscription: AsyncIterator[FeedNotice], run_id: uuid.UUID
+    ) -> FeedNotice | None:
         """Wait for a notice about this run (or a resync); None after a quiet heartbeat period."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._heartbeat

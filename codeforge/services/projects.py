@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import shutil
 import uuid
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -19,7 +21,12 @@ from codeforge.domain.errors import Conflict, NotFound
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
-from codeforge.domain.projects import Project, classify_source, validate_project_name
+from codeforge.domain.projects import (
+    Project,
+    classify_source,
+    validate_budget,
+    validate_project_name,
+)
 from codeforge.ports.stores import ProjectStore
 from codeforge.ports.vcs import BranchInfo, PullResult, RepoStatus
 from codeforge.services.catalog import Catalog
@@ -80,9 +87,11 @@ class Projects(Catalog[Project]):
         policy_profile: str = "default",
         limits: Limits | None = None,
         description: str = "",
+        budget_usd: Decimal | None = None,
     ) -> Project:
         principal.require_mutation()
         validate_project_name(name)
+        validate_budget(budget_usd)
         kind = classify_source(source)
         try:
             await self._projects.get_by_name(principal.tenant_id, name)
@@ -101,6 +110,7 @@ class Projects(Catalog[Project]):
             policy_profile=policy_profile,
             limits=limits or Limits(),
             description=description,
+            budget_usd=budget_usd,
             created_at=now,
             updated_at=now,
         )
@@ -127,6 +137,9 @@ class Projects(Catalog[Project]):
             raise
         log.info("project registered", project=name, project_id=str(project.id))
         return project
+
+    def check_update(self, current: Project, changes: dict[str, Any]) -> None:
+        validate_budget(changes.get("budget_usd"))
 
     async def delete(
         self, principal: Principal, project_id: uuid.UUID, version: int | None

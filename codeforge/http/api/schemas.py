@@ -72,6 +72,7 @@ class ProjectCreate(Request, frozen=True, kw_only=True):
     policy_profile: str = "default"
     limits: Limits = Limits()
     description: str = ""
+    budget_usd: Decimal | None = None
 
 
 class ProjectUpdate(Request, frozen=True, kw_only=True):
@@ -81,6 +82,7 @@ class ProjectUpdate(Request, frozen=True, kw_only=True):
     policy_profile: str | UnsetType = UNSET
     limits: Limits | UnsetType = UNSET
     description: str | UnsetType = UNSET
+    budget_usd: Decimal | UnsetType | None = UNSET
 
 
 class CheckoutRequest(Request, frozen=True, kw_only=True):
