@@ -56,6 +56,7 @@ from codeforge.ports.vcs import (
     RepoInfo,
     RepositoryNotFound,
     RepoStatus,
+    SnapshotEntry,
     UnknownRef,
     UnsafeSource,
     WorktreeInfo,
@@ -259,6 +260,7 @@ class _Runner:
         cancel: CancelToken | None = None,
         progress: ProgressCallback | None = None,
         check: bool = True,
+        stdin: Path | None = None,
     ) -> tuple[int, bytes, str]:
         """Run `git <args>`; return (returncode, stdout, stderr).
 
@@ -268,17 +270,19 @@ class _Runner:
         """
         argv = [self.git, *_HARDENING, *args]
         try:
-            proc = subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=self.env(env),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                # Its own process group, so a cancel reaches ssh, git-remote-https and
-                # index-pack too, not only the git that started them.
-                start_new_session=True,
-            )
+            with contextlib.ExitStack() as files:
+                source = files.enter_context(stdin.open("rb")) if stdin else subprocess.DEVNULL
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=cwd,
+                    env=self.env(env),
+                    stdin=source,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    # Its own process group, so a cancel reaches ssh, git-remote-https and
+                    # index-pack too, not only the git that started them.
+                    start_new_session=True,
+                )
         except OSError as e:
             raise GitOperationFailed(f"cannot run {self.git!r}: {e}") from e
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -810,6 +814,91 @@ class LocalGit:
             )
         return found
 
+    # ------------------------------------------------------------------ snapshots
+
+    @_translated
+    def snapshot(
+        self,
+        repo: AnyPath,
+        base: str,
+        *,
+        index_file: AnyPath,
+        paths: Sequence[str] | None = None,
+    ) -> list[SnapshotEntry]:
+        root = self._open(repo)
+        self._check_ref(base, branch=False)
+        base_sha = self._resolve(root, base)
+        if base_sha is None:
+            raise UnknownRef(f"no branch, tag or commit {base!r} in {root}")
+        scratch = _abs(index_file)
+        if not scratch.exists():
+            index = root / self._out(root, "rev-parse", "--git-path", "index").strip()
+            scratch.parent.mkdir(parents=True, exist_ok=True)
+            if index.is_file():
+                shutil.copyfile(index, scratch)
+        env = {"GIT_INDEX_FILE": str(scratch)} | _LITERAL
+        if paths is None:
+            self._git(root, "add", "-A", env=env)
+        elif paths:
+            pathspec = self._pathspec(root, paths)
+            # --ignore-missing is for dry runs only; a deleted path is staged by -A.
+            self._git(root, "add", "-A", "--ignore-errors", "--", *pathspec, env=env)
+        _, out, _ = self._runner.run(
+            ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha],
+            cwd=root,
+            env=env,
+            timeout=self._local_timeout,
+        )
+        return _parse_raw_diff(out)
+
+    @_translated
+    def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
+        root = self._open(repo)
+        if not names:
+            return {}
+        if any("\n" in n or "\0" in n for n in names):
+            raise InvalidVcsArgument("an object name holds a newline or NUL")
+        found: dict[str, bytes] = {}
+        with tempfile.NamedTemporaryFile("wb", suffix=".names") as listing:
+            listing.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names))
+            listing.flush()
+            _, out, _ = self._runner.run(
+                ["cat-file", "--batch"],
+                cwd=root,
+                timeout=self._local_timeout,
+                stdin=Path(listing.name),
+            )
+        view = memoryview(out)
+        at = 0
+        for name in names:
+            end = out.index(b"\n", at)
+            header = bytes(view[at:end]).decode("utf-8", "replace").split()
+            at = end + 1
+            if len(header) == 3 and header[1] in ("blob", "tree", "commit", "tag"):
+                size = int(header[2])
+                if header[1] == "blob":
+                    found[name] = bytes(view[at : at + size])
+                at += size + 1  # the content, then a newline
+        return found
+
+    @_translated
+    def fetch_branch(self, repo: AnyPath, source: AnyPath, branch: str) -> str:
+        root = self._open(repo)
+        origin = self._open(source)
+        self._check_ref(branch, branch=True)
+        if self._current_branch(root) == branch:
+            raise BranchExists(f"{branch!r} is checked out in {root}; it cannot be replaced")
+        ref = f"refs/heads/{branch}"
+        if self._resolve(origin, ref) is None:
+            raise UnknownRef(f"{origin} has no branch {branch!r}")
+        try:
+            self._git(root, "fetch", "--quiet", "--no-tags", "--", str(origin), f"+{ref}:{ref}")
+        except _GitFailed as e:
+            raise e.as_port_error(f"copying branch {branch!r} into {root}") from e
+        sha = self._resolve(root, ref)
+        assert sha is not None  # just fetched
+        return sha
+
     # ------------------------------------------------------------------ internals
 
     def _git(
@@ -983,6 +1072,27 @@ class LocalGit:
 
 
 _LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
+
+
+def _parse_raw_diff(out: bytes) -> list[SnapshotEntry]:
+    """`git diff-index --raw -z`: ":old new oldsha newsha status\0path\0" records."""
+    fields = out.split(b"\0")
+    entries = []
+    for i in range(0, len(fields) - 1, 2):
+        meta, raw_path = fields[i], fields[i + 1]
+        if not meta.startswith(b":"):
+            continue
+        _old_mode, new_mode, _old_sha, new_sha, status = meta[1:].decode().split()
+        path = raw_path.decode("utf-8", "surrogateescape")
+        deleted = status == "D"
+        entries.append(
+            SnapshotEntry(
+                path=path,
+                mode=0 if deleted else int(new_mode, 8),
+                blob=None if deleted else new_sha,
+            )
+        )
+    return sorted(entries, key=lambda e: e.path)
 
 
 def _abs(path: AnyPath) -> Path:

@@ -183,6 +183,16 @@ class WorktreeInfo(Struct, frozen=True):
 # ---------------------------------------------------------------------------- errors
 
 
+class SnapshotEntry(Struct, frozen=True):
+    """A path whose content differs from the snapshot's base commit."""
+
+    path: str
+    # Git's mode: 0o100644, 0o100755 (executable), 0o120000 (symlink), 0o160000 (submodule).
+    mode: int
+    # The git object id of the new content; None when the path was deleted.
+    blob: str | None
+
+
 class VcsError(PortError):
     """A version-control operation failed; str() is one line, free of credentials."""
 
@@ -454,4 +464,36 @@ class Vcs(Protocol):
 
     def worktrees(self, repo: AnyPath) -> list[WorktreeInfo]:
         """The repository's working trees, the main one first."""
+        ...
+
+    def snapshot(
+        self,
+        repo: AnyPath,
+        base: str,
+        *,
+        index_file: AnyPath,
+        paths: Sequence[str] | None = None,
+    ) -> list[SnapshotEntry]:
+        """Stage the working tree into `index_file` and list what differs from `base`.
+
+        `index_file` is a scratch index the caller owns (made from the repository's
+        index when it does not exist yet, so later calls are incremental); the
+        repository's own index, HEAD and refs are never touched. With `paths`, only
+        those are re-staged (the rest stays as the scratch index last saw it); without,
+        every change is (`add -A`: untracked files too, ignored ones not). Git stores the
+        staged contents as objects; read them with `read_objects`. Symbolic links are
+        recorded as links (mode 0o120000), never followed. Sorted by path.
+        """
+        ...
+
+    def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
+        """The content of each object named (a blob id, or `<commit>:<path>`); names
+        that do not resolve to a blob are left out of the result."""
+        ...
+
+    def fetch_branch(self, repo: AnyPath, source: AnyPath, branch: str) -> str:
+        """Copy `branch` of the repository at `source` into `repo` (objects and one ref,
+        created or moved), without touching `repo`'s working tree, index or HEAD. Hooks
+        do not run. Returns the branch's commit. Raises `BranchExists` when `branch` is
+        the branch checked out in `repo`, `UnknownRef` when `source` lacks it."""
         ...

@@ -37,6 +37,7 @@ from codeforge.ports.vcs import (
     PullResult,
     RepoInfo,
     RepoStatus,
+    SnapshotEntry,
     Vcs,
     WorktreeInfo,
 )
@@ -150,6 +151,22 @@ class GitRunner:
 
     async def worktrees(self, repo: AnyPath) -> list[WorktreeInfo]:
         return await self._call(self._vcs.worktrees, repo)
+
+    async def snapshot(
+        self,
+        repo: AnyPath,
+        base: str,
+        *,
+        index_file: AnyPath,
+        paths: Sequence[str] | None = None,
+    ) -> list[SnapshotEntry]:
+        return await self._call(self._vcs.snapshot, repo, base, index_file=index_file, paths=paths)
+
+    async def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
+        return await self._call(self._vcs.read_objects, repo, names)
+
+    async def fetch_branch(self, repo: AnyPath, source: AnyPath, branch: str) -> str:
+        return await self._call(self._vcs.fetch_branch, repo, source, branch)
 
     # ------------------------------------------------------------------ machinery
 

@@ -788,6 +788,72 @@ class VcsContract:
             vcs.remove_worktree(work, work)
         assert vcs.status(work).clean
 
+    # ------------------------------------------------------------------ snapshots
+
+    def test_a_snapshot_lists_what_differs_from_base_without_touching_the_index(
+        self, vcs: Vcs, work: Path, remote: Remote, tmp_path: Path
+    ) -> None:
+        index_before = snapshot(work / ".git" / "index")
+        (work / "README.md").write_text("changed\n")
+        (work / "src" / "app.py").unlink()
+        (work / "new.txt").write_text("new\n")
+        (work / "debug.log").write_text("ignored\n")
+        (work / "link").symlink_to("/etc/passwd")
+        scratch = tmp_path / "scratch.index"
+        entries = vcs.snapshot(work, remote.main, index_file=scratch)
+        assert [(e.path, e.mode, e.blob is None) for e in entries] == [
+            ("README.md", 0o100644, False),
+            ("link", 0o120000, False),
+            ("new.txt", 0o100644, False),
+            ("src/app.py", 0, True),
+        ]
+        contents = vcs.read_objects(work, [e.blob for e in entries if e.blob])
+        assert sorted(contents.values()) == [b"/etc/passwd", b"changed\n", b"new\n"]
+        assert snapshot(work / ".git" / "index") == index_before
+        assert vcs.status(work).untracked == ("link", "new.txt")
+
+    def test_a_snapshot_of_named_paths_restages_only_those(
+        self, vcs: Vcs, work: Path, remote: Remote, tmp_path: Path
+    ) -> None:
+        scratch = tmp_path / "scratch.index"
+        assert vcs.snapshot(work, remote.main, index_file=scratch) == []
+        (work / "a.txt").write_text("a\n")
+        (work / "b.txt").write_text("b\n")
+        assert [
+            e.path for e in vcs.snapshot(work, remote.main, index_file=scratch, paths=["a.txt"])
+        ] == ["a.txt"]
+        (work / "a.txt").unlink()
+        assert vcs.snapshot(work, remote.main, index_file=scratch, paths=["a.txt"]) == []
+        assert [e.path for e in vcs.snapshot(work, remote.main, index_file=scratch)] == ["b.txt"]
+
+    def test_read_objects_resolves_commit_paths_and_skips_what_is_missing(
+        self, vcs: Vcs, work: Path, remote: Remote
+    ) -> None:
+        found = vcs.read_objects(
+            work, [f"{remote.main}:src/app.py", f"{remote.main}:nope", "0" * 40]
+        )
+        assert found == {f"{remote.main}:src/app.py": b"print('hi')\n"}
+        with pytest.raises(InvalidVcsArgument):
+            vcs.read_objects(work, ["HEAD:a\nb"])
+
+    def test_fetch_branch_copies_a_branch_without_touching_the_work_tree(
+        self, vcs: Vcs, work: Path, remote: Remote, tmp_path: Path
+    ) -> None:
+        (remote.seed / "local-change.txt").write_text("user's uncommitted work\n")
+        head_before = git(remote.seed, "rev-parse", "HEAD")
+        git(work, "switch", "-q", "-c", "codeforge/run-1")
+        sha = commit_file(work, "agent.txt", "done\n")
+        git(work, "switch", "-q", "main")
+        assert vcs.fetch_branch(remote.seed, work, "codeforge/run-1") == sha
+        assert git(remote.seed, "rev-parse", "codeforge/run-1") == sha
+        assert git(remote.seed, "rev-parse", "HEAD") == head_before
+        assert (remote.seed / "local-change.txt").exists()
+        assert not (remote.seed / "agent.txt").exists()
+        with pytest.raises(BranchExists):
+            vcs.fetch_branch(remote.seed, work, "main")
+        with pytest.raises(UnknownRef):
+            vcs.fetch_branch(remote.seed, work, "no-such-branch")
+
 
 class TestLocalGit(VcsContract):
     @pytest.fixture
