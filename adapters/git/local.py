@@ -824,6 +824,7 @@ class LocalGit:
         *,
         index_file: AnyPath,
         paths: Sequence[str] | None = None,
+        rescan: bool = False,
     ) -> list[SnapshotEntry]:
         root = self._open(repo)
         self._check_ref(base, branch=False)
@@ -831,17 +832,26 @@ class LocalGit:
         if base_sha is None:
             raise UnknownRef(f"no branch, tag or commit {base!r} in {root}")
         scratch = _abs(index_file)
-        if not scratch.exists():
+        env = {"GIT_INDEX_FILE": str(scratch)} | _LITERAL
+        scratch.parent.mkdir(parents=True, exist_ok=True)
+        if rescan:
+            scratch.unlink(missing_ok=True)
+            # An index of the base tree with no stat data: `add -A` must read every file.
+            self._git(root, "read-tree", base_sha, env=env)
+            paths = None
+        elif not scratch.exists():
             index = root / self._out(root, "rev-parse", "--git-path", "index").strip()
-            scratch.parent.mkdir(parents=True, exist_ok=True)
             if index.is_file():
                 shutil.copyfile(index, scratch)
-        env = {"GIT_INDEX_FILE": str(scratch)} | _LITERAL
         if paths is None:
             self._git(root, "add", "-A", env=env)
         elif paths:
             pathspec = self._pathspec(root, paths)
-            # --ignore-missing is for dry runs only; a deleted path is staged by -A.
+            # Dropped first, so git reads them again rather than trusting stat data that a
+            # same-second, same-size rewrite leaves unchanged.
+            self._git(
+                root, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *pathspec, env=env
+            )
             self._git(root, "add", "-A", "--ignore-errors", "--", *pathspec, env=env)
         _, out, _ = self._runner.run(
             ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha],

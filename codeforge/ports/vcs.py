@@ -473,6 +473,7 @@ class Vcs(Protocol):
         *,
         index_file: AnyPath,
         paths: Sequence[str] | None = None,
+        rescan: bool = False,
     ) -> list[SnapshotEntry]:
         """Stage the working tree into `index_file` and list what differs from `base`.
 
@@ -483,6 +484,11 @@ class Vcs(Protocol):
         every change is (`add -A`: untracked files too, ignored ones not). Git stores the
         staged contents as objects; read them with `read_objects`. Symbolic links are
         recorded as links (mode 0o120000), never followed. Sorted by path.
+
+        Git trusts file stat data (size, mtime to the second, inode) to skip reading
+        files it staged before; a file rewritten within the same second to the same size
+        can look unchanged. `rescan` rebuilds the scratch index without stat data, so
+        every file is read (use it after rewriting files behind git's back).
         """
         ...
 

@@ -159,8 +159,11 @@ class GitRunner:
         *,
         index_file: AnyPath,
         paths: Sequence[str] | None = None,
+        rescan: bool = False,
     ) -> list[SnapshotEntry]:
-        return await self._call(self._vcs.snapshot, repo, base, index_file=index_file, paths=paths)
+        return await self._call(
+            self._vcs.snapshot, repo, base, index_file=index_file, paths=paths, rescan=rescan
+        )
 
     async def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
         return await self._call(self._vcs.read_objects, repo, names)

@@ -1,0 +1,174 @@
+"""Checkpoints of a run's worktree, stored as content-addressed blobs (any worker restores them).
+
+How a checkpoint is made (`BlobCheckpointer.checkpoint`): git stages the worktree
+into a scratch index of the run's own (never the worktree's index), re-staging only
+the paths a tool says it touched, or everything after a shell command; `diff-index`
+against the base commit then lists every path that differs, with git's blob ids.
+Only contents not seen at the previous checkpoint are read and stored (sha256,
+deduplicated by the store). Git records symbolic links as links and never follows
+them, so a link an agent points at a host file stores the link, not the file.
+
+Restore writes every file of the checkpoint and puts every other path that differs
+from base back as base has it (or removes it), so the worktree equals the
+checkpoint exactly — untracked files included, ignored files left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import stat
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+
+from codeforge.domain.ids import new_id
+from codeforge.ports.checkpoints import Checkpoint, CheckpointStore, FileEntry, RunWorkspace
+from codeforge.services.clock import Clock, utc_now
+from codeforge.services.git_work import GitRunner
+
+log = structlog.get_logger("codeforge.checkpoints")
+
+SYMLINK_MODE = 0o120000
+SUBMODULE_MODE = 0o160000
+
+
+class BlobCheckpointer:
+    """`CheckpointHook` over a git scratch index and a `CheckpointStore`."""
+
+    def __init__(
+        self, store: CheckpointStore, git: GitRunner, scratch_dir: Path, clock: Clock = utc_now
+    ) -> None:
+        self._store = store
+        self._git = git
+        self._scratch = scratch_dir
+        self._clock = clock
+        # The newest checkpoint of each run this process made, so the next one need
+        # not read it back; the store is asked when a run resumes elsewhere.
+        self._last: dict[uuid.UUID, Checkpoint] = {}
+
+    async def checkpoint(
+        self, workspace: RunWorkspace, after_seq: int, touched: Sequence[str] | None
+    ) -> Checkpoint | None:
+        previous = self._last.get(workspace.run_id) or await self._store.latest(
+            workspace.tenant_id, workspace.run_id
+        )
+        before = previous.files if previous else {}
+        entries = await self._git.snapshot(
+            workspace.path,
+            workspace.base_commit,
+            index_file=self._index_of(workspace),
+            paths=None if touched is None else list(touched),
+        )
+        # Git's blob id identifies content as well as sha256 does; read what is new.
+        known = {e.path: e for e in entries if e.mode != SUBMODULE_MODE}
+        unread = [e.blob for e in known.values() if e.blob is not None]
+        contents = await self._git.read_objects(workspace.path, sorted(set(unread)))
+        files: dict[str, FileEntry] = {}
+        blobs: dict[str, bytes] = {}
+        for path, entry in known.items():
+            if entry.blob is None:
+                files[path] = FileEntry(sha256=None, mode=0)
+                continue
+            data = contents.get(entry.blob)
+            if data is None:
+                continue  # vanished between staging and reading: the next scan sees it
+            sha = hashlib.sha256(data).hexdigest()
+            files[path] = FileEntry(sha256=sha, mode=entry.mode, size=len(data))
+            blobs[sha] = data
+        changed = tuple(
+            sorted(p for p in set(files) | set(before) if files.get(p) != before.get(p))
+        )
+        if not changed:
+            return None
+        previous_shas = {e.sha256 for e in before.values()}
+        await self._store.put_blobs({s: d for s, d in blobs.items() if s not in previous_shas})
+        made = Checkpoint(
+            id=new_id(),
+            tenant_id=workspace.tenant_id,
+            run_id=workspace.run_id,
+            after_seq=after_seq,
+            base_commit=workspace.base_commit,
+            files=files,
+            changed=changed,
+            created_at=self._clock(),
+        )
+        await self._store.save(made)
+        self._last[workspace.run_id] = made
+        return made
+
+    async def restore(self, workspace: RunWorkspace, checkpoint_id: uuid.UUID) -> list[str]:
+        target = await self._store.get(workspace.tenant_id, checkpoint_id)
+        current = await self._git.snapshot(
+            workspace.path, workspace.base_commit, index_file=self._index_of(workspace)
+        )
+        to_base = [e.path for e in current if e.path not in target.files]
+        base_contents = await self._git.read_objects(
+            workspace.path, [f"{workspace.base_commit}:{p}" for p in to_base]
+        )
+        root = Path(workspace.path)
+        changed: list[str] = []
+        for path in to_base:
+            data = base_contents.get(f"{workspace.base_commit}:{path}")
+            await asyncio.to_thread(_put, root, path, data, None)
+            changed.append(path)
+        for path, entry in target.files.items():
+            data = None if entry.sha256 is None else await self._store.blob(entry.sha256)
+            await asyncio.to_thread(_put, root, path, data, entry.mode)
+            changed.append(path)
+        self._last[workspace.run_id] = target
+        # Files were rewritten behind git's back, maybe within the second it last looked
+        # and at the same size: make git read them instead of trusting its stat cache.
+        await self._git.snapshot(
+            workspace.path,
+            workspace.base_commit,
+            index_file=self._index_of(workspace),
+            rescan=True,
+        )
+        log.info("checkpoint restored", run_id=str(workspace.run_id), paths=len(changed))
+        return sorted(set(changed))
+
+    def forget(self, run_id: uuid.UUID) -> None:
+        """Drop what this process remembers of a run (it ended here)."""
+        self._last.pop(run_id, None)
+
+    def _index_of(self, workspace: RunWorkspace) -> Path:
+        return self._scratch / f"{workspace.run_id}.index"
+
+
+def _put(root: Path, relative: str, data: bytes | None, mode: int | None) -> None:
+    """Make `root/relative` hold `data` (None: absent), never following a link on the way."""
+    parts = Path(relative).parts
+    if not parts or any(p in ("", ".", "..") for p in parts) or Path(relative).is_absolute():
+        raise ValueError(f"not a workspace path: {relative!r}")
+    parent = root
+    for part in parts[:-1]:
+        parent = parent / part
+        info = os.lstat(parent) if os.path.lexists(parent) else None
+        if info is not None and not stat.S_ISDIR(info.st_mode):
+            if data is None:
+                return  # nothing below a non-directory to delete
+            os.unlink(parent)  # a file or link where a directory must be
+            info = None
+        if info is None:
+            os.mkdir(parent)
+    path = parent / parts[-1]
+    if os.path.islink(path) or os.path.isfile(path):
+        os.unlink(path)
+    elif os.path.isdir(path):
+        if data is None:
+            return  # a directory git lists by its files: they are handled one by one
+        shutil.rmtree(path)  # a directory where the checkpoint has a file
+    if data is None:
+        return
+    if mode == SYMLINK_MODE:
+        os.symlink(data.decode("utf-8", "surrogateescape"), path)
+        return
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+    fd = os.open(path, flags, 0o755 if mode == 0o100755 else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
