@@ -834,15 +834,14 @@ class LocalGit:
         scratch = _abs(index_file)
         env = {"GIT_INDEX_FILE": str(scratch)} | _LITERAL
         scratch.parent.mkdir(parents=True, exist_ok=True)
-        if rescan:
+        if rescan or not scratch.exists():
+            # The base tree with no stat data, not a copy of the worktree's index: stat
+            # data git did not record itself (to the second, no nanoseconds) could make a
+            # same-size rewrite look unchanged. The first full scan reads every file once;
+            # afterwards git keeps this index's stat data (and its racy-entry guard) itself.
             scratch.unlink(missing_ok=True)
-            # An index of the base tree with no stat data: `add -A` must read every file.
             self._git(root, "read-tree", base_sha, env=env)
-            paths = None
-        elif not scratch.exists():
-            index = root / self._out(root, "rev-parse", "--git-path", "index").strip()
-            if index.is_file():
-                shutil.copyfile(index, scratch)
+            paths = None if rescan else paths
         if paths is None:
             self._git(root, "add", "-A", env=env)
         elif paths:
@@ -852,7 +851,10 @@ class LocalGit:
             self._git(
                 root, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *pathspec, env=env
             )
-            self._git(root, "add", "-A", "--ignore-errors", "--", *pathspec, env=env)
+            # A deleted path is now simply absent; git refuses to add what matches nothing.
+            present = [p for p in pathspec if os.path.lexists(root / p)]
+            if present:
+                self._git(root, "add", "-A", "--ignore-errors", "--", *present, env=env)
         _, out, _ = self._runner.run(
             ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha],
             cwd=root,

@@ -477,8 +477,8 @@ class Vcs(Protocol):
     ) -> list[SnapshotEntry]:
         """Stage the working tree into `index_file` and list what differs from `base`.
 
-        `index_file` is a scratch index the caller owns (made from the repository's
-        index when it does not exist yet, so later calls are incremental); the
+        `index_file` is a scratch index the caller owns (made from `base` when it does
+        not exist yet; later calls are incremental, reading only what changed); the
         repository's own index, HEAD and refs are never touched. With `paths`, only
         those are re-staged (the rest stays as the scratch index last saw it); without,
         every change is (`add -A`: untracked files too, ignored ones not). Git stores the
@@ -487,8 +487,8 @@ class Vcs(Protocol):
 
         Git trusts file stat data (size, mtime to the second, inode) to skip reading
         files it staged before; a file rewritten within the same second to the same size
-        can look unchanged. `rescan` rebuilds the scratch index without stat data, so
-        every file is read (use it after rewriting files behind git's back).
+        can look unchanged. `rescan` rebuilds the scratch index from `base`, so every file
+        is read (use it after rewriting files behind git's back).
         """
         ...
 
