@@ -130,7 +130,37 @@ class LlmSettings(Section, frozen=True):
     # The name of a secret (CODEFORGE_SECRET_<NAME> or the file store), never the key itself.
     api_key_secret: str = ""
     default_model: str = ""
+    # Seconds one attempt of a model call may take, until its reply is complete.
     timeout: Seconds = 120.0
+    # Attempts after the first for 429, 5xx, timeouts and lost connections.
+    max_retries: Annotated[int, Meta(ge=0, le=10)] = 3
+    # A model endpoint's circuit breaker opens after this many failures in a row.
+    breaker_failure_threshold: PositiveInt = 5
+    breaker_reset_timeout: Seconds = 30.0
+    # A model with no price cannot be held against a budget; runs with a budget refuse
+    # it unless this is true (their model calls then cost "unknown").
+    allow_unpriced_models: bool = False
+
+
+class AgentSettings(Section, frozen=True):
+    """The native agent loop's defaults; a run's limits (max steps, wall time) win."""
+
+    # Used when no tenant, project, agent or run sets max_steps / max_wall_seconds.
+    default_max_steps: PositiveInt = 50
+    default_wall_seconds: Seconds = 600.0
+    # The most tokens one model reply may use (fewer when a budget is nearly spent).
+    max_output_tokens: PositiveInt = 4096
+    # Tokens of repository context (file tree, later the repo map) in the first prompt.
+    context_tokens: PositiveInt = 2000
+    # Compact old tool output when the conversation passes this share of the window.
+    compact_at: Annotated[float, Meta(gt=0.1, lt=1.0)] = 0.8
+    # Unproductive steps in a row before a corrective message, and as many again to stop.
+    stall_window: PositiveInt = 5
+    # Characters of one tool's output the model is shown (head and tail kept).
+    tool_output_chars: Annotated[int, Meta(ge=1000)] = 30_000
+    # Default and largest timeout of one shell command, in seconds.
+    bash_timeout: Seconds = 120.0
+    bash_max_timeout: Seconds = 600.0
 
 
 class ModelSettings(Section, frozen=True):
@@ -177,6 +207,7 @@ class Settings(Section, frozen=True):
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)
+    agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 

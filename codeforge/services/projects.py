@@ -9,6 +9,7 @@ row nor a half-made clone behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import uuid
 from decimal import Decimal
@@ -28,7 +29,7 @@ from codeforge.domain.projects import (
     validate_project_name,
 )
 from codeforge.ports.stores import ProjectStore
-from codeforge.ports.vcs import BranchInfo, PullResult, RepoStatus
+from codeforge.ports.vcs import BranchInfo, PullResult, RepoInfo, RepoStatus
 from codeforge.services.catalog import Catalog
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.git_work import GitRunner
@@ -115,19 +116,7 @@ class Projects(Catalog[Project]):
             updated_at=now,
         )
         workspace = self.workspace(draft)
-        # Clone beside the final place, then rename: two registrations racing for one
-        # name can never clone into (or clean up) the same folder.
-        partial = workspace.parent / f".{name}.{draft.id.hex}.partial"
-        await asyncio.to_thread(partial.parent.mkdir, parents=True, exist_ok=True)
-        log.info("cloning project", project=name, source_kind=kind.value)
-        info = await self._git.clone(
-            source, partial, branch=default_branch, progress=_ProgressLog(name)
-        )
-        try:
-            await asyncio.to_thread(_move_into_place, partial, workspace)
-        except BaseException:
-            await asyncio.to_thread(shutil.rmtree, partial, True)
-            raise
+        info = await self._clone_into_place(draft, default_branch)
         try:
             project = await self._store.add(
                 draft.evolve(now, default_branch=default_branch or info.branch or "main")
@@ -137,6 +126,33 @@ class Projects(Catalog[Project]):
             raise
         log.info("project registered", project=name, project_id=str(project.id))
         return project
+
+    async def ensure_workspace(self, project: Project) -> Path:
+        """The project's clone on this host, cloned from its source if it is missing
+        (a worker on another host than the one that registered the project)."""
+        workspace = self.workspace(project)
+        if not await asyncio.to_thread(workspace.is_dir):
+            # Conflict: another run on this host cloned it meanwhile.
+            with contextlib.suppress(Conflict):
+                await self._clone_into_place(project, project.default_branch)
+        return workspace
+
+    async def _clone_into_place(self, project: Project, branch: str | None) -> RepoInfo:
+        workspace = self.workspace(project)
+        # Clone beside the final place, then rename: two registrations racing for one
+        # name can never clone into (or clean up) the same folder.
+        partial = workspace.parent / f".{project.name}.{new_id().hex}.partial"
+        await asyncio.to_thread(partial.parent.mkdir, parents=True, exist_ok=True)
+        log.info("cloning project", project=project.name, source_kind=project.source_kind.value)
+        info = await self._git.clone(
+            project.source, partial, branch=branch, progress=_ProgressLog(project.name)
+        )
+        try:
+            await asyncio.to_thread(_move_into_place, partial, workspace)
+        except BaseException:
+            await asyncio.to_thread(shutil.rmtree, partial, True)
+            raise
+        return info
 
     def check_update(self, current: Project, changes: dict[str, Any]) -> None:
         validate_budget(changes.get("budget_usd"))

@@ -1,0 +1,341 @@
+"""The native backend's `RunExecutor`: from a run to a delivered change.
+
+What `execute` does for a run a worker holds:
+
+1. Look up its task, agent, project and model (the agent names a model registered in
+   the run's tenant, or in the default tenant for models from the config file) and
+   resolve the model's API key from the secret store.
+2. Prepare its worktree and branch (`WorkspacePrepared`), or find it again when the
+   run comes back after a restart.
+3. Open the sandbox the run's `mode` names on that worktree.
+4. Assemble the first prompt (`PromptAssembled`), or rebuild the conversation from
+   the log when the run already has one, and run the agent loop.
+5. Store the patch and deliver (`codeforge.agent.delivery`); give back every cost
+   hold the run still has.
+
+Problems that are not the agent's fault end the run with a reason a user can act on:
+`invalid_run` (a missing task, agent or model, a missing API key), `workspace_error`,
+`sandbox_unavailable`, `budget_exceeded` (an unpriced model on a budgeted run).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from codeforge.agent.conversation import Conversation
+from codeforge.agent.delivery import Delivery
+from codeforge.agent.deltas import DeltaPublisher
+from codeforge.agent.loop import AgentLoop, LoopSettings, RunScope
+from codeforge.agent.prompt import assemble
+from codeforge.agent.spending import Spending
+from codeforge.agent.tools import Toolbox, default_toolbox
+from codeforge.agent.workspaces import RunWorkspaces
+from codeforge.domain.agents import Agent
+from codeforge.domain.errors import BudgetExceeded, DomainError, NotFound
+from codeforge.domain.events import (
+    ModelResponded,
+    PromptAssembled,
+    StoredEvent,
+    WorkspacePrepared,
+)
+from codeforge.domain.ids import DEFAULT_TENANT_ID
+from codeforge.domain.model_configs import ModelConfig
+from codeforge.domain.projects import Project
+from codeforge.domain.runs import Run, SandboxMode
+from codeforge.domain.tasks import Task
+from codeforge.ports.checkpoints import CheckpointHook, RunWorkspace
+from codeforge.ports.context import ContextProvider
+from codeforge.ports.costs import Budgets, CostLedger
+from codeforge.ports.errors import PortError
+from codeforge.ports.events import EventStore, RunEventFeed
+from codeforge.ports.executor import CancelSignal, Journal, Outcome
+from codeforge.ports.llm import LanguageModel, ModelEndpoint
+from codeforge.ports.policy import PolicyGate
+from codeforge.ports.sandbox import (
+    Sandbox,
+    SandboxError,
+    SandboxFactory,
+    SandboxLimits,
+    SandboxSpec,
+)
+from codeforge.ports.stores import (
+    AgentStore,
+    ModelConfigStore,
+    ProjectStore,
+    TaskStore,
+    TenantStore,
+)
+from codeforge.services.secrets import Secrets
+from codeforge.settings import AgentSettings, LlmSettings
+
+log = structlog.get_logger("codeforge.agent")
+
+
+@dataclass(frozen=True)
+class Stores:
+    tasks: TaskStore
+    agents: AgentStore
+    projects: ProjectStore
+    tenants: TenantStore
+    models: ModelConfigStore
+    events: EventStore
+
+
+@dataclass(frozen=True)
+class Plan:
+    task: Task
+    agent: Agent
+    project: Project
+    model: ModelConfig
+    endpoint: ModelEndpoint
+    budgets: Budgets
+
+
+class _Ended(Exception):
+    """The run cannot go on; carries the outcome."""
+
+    def __init__(self, outcome: Outcome) -> None:
+        super().__init__(outcome.summary)
+        self.outcome = outcome
+
+
+def _failed(reason: str, summary: str) -> _Ended:
+    return _Ended(Outcome(status="failed", reason=reason, summary=summary))
+
+
+class AgentExecutor:
+    def __init__(
+        self,
+        *,
+        stores: Stores,
+        secrets: Secrets,
+        workspaces: RunWorkspaces,
+        sandboxes: Mapping[SandboxMode, SandboxFactory],
+        llm: LanguageModel,
+        gate: PolicyGate,
+        checkpoints: CheckpointHook,
+        ledger: CostLedger,
+        delivery: Delivery,
+        context: ContextProvider,
+        feed: RunEventFeed | None,
+        agent_settings: AgentSettings,
+        llm_settings: LlmSettings,
+        toolbox: Toolbox | None = None,
+    ) -> None:
+        self._stores = stores
+        self._secrets = secrets
+        self._workspaces = workspaces
+        self._sandboxes = sandboxes
+        self._llm = llm
+        self._gate = gate
+        self._checkpoints = checkpoints
+        self._ledger = ledger
+        self._delivery = delivery
+        self._context = context
+        self._feed = feed
+        self._settings = agent_settings
+        self._llm_settings = llm_settings
+        self._toolbox = toolbox or default_toolbox()
+
+    async def execute(self, run: Run, cancel: CancelSignal, journal: Journal) -> Outcome:
+        structlog.contextvars.bind_contextvars(run_id=str(run.id))
+        try:
+            history = await self._stores.events.load(run.tenant_id, run.id)
+            plan = await self._plan(run)
+            workspace = await self._workspace(run, plan.project, history, journal)
+            try:
+                outcome = await self._work(run, plan, workspace, history, cancel, journal)
+            finally:
+                await self._ledger.release_run(run.tenant_id, run.id)
+            return await self._delivery.deliver(run, plan.task, workspace, outcome, journal)
+        except _Ended as ended:
+            log.info("run ended early", reason=ended.outcome.reason)
+            return ended.outcome
+        finally:
+            structlog.contextvars.unbind_contextvars("run_id")
+
+    # -- what the run needs -------------------------------------------------------------
+
+    async def _plan(self, run: Run) -> Plan:
+        s = self._stores
+        try:
+            task = await s.tasks.get(run.tenant_id, run.task_id)
+            agent = await s.agents.get(run.tenant_id, run.agent_id)
+            project = await s.projects.get(run.tenant_id, run.project_id)
+        except NotFound as e:
+            raise _failed(
+                "invalid_run", f"{e.message} (it was deleted after the run started)"
+            ) from e
+        model = await self._model(run.tenant_id, agent.model)
+        api_key = ""
+        if model.api_key_secret:
+            try:
+                api_key = self._secrets.require(model.api_key_secret)
+            except PortError as e:
+                raise _failed("invalid_run", str(e)) from e
+        try:
+            tenant_budget = (await s.tenants.get(run.tenant_id, run.tenant_id)).budget_usd
+        except NotFound:
+            tenant_budget = None
+        endpoint = ModelEndpoint(
+            base_url=model.base_url,
+            model=model.model,
+            api_key=api_key,
+            timeout=self._llm_settings.timeout,
+            max_retries=self._llm_settings.max_retries,
+        )
+        budgets = Budgets(
+            run_usd=run.limits.max_cost_usd,
+            project_usd=project.budget_usd,
+            tenant_usd=tenant_budget,
+        )
+        return Plan(task, agent, project, model, endpoint, budgets)
+
+    async def _model(self, tenant: uuid.UUID, name: str) -> ModelConfig:
+        for scope in dict.fromkeys((tenant, DEFAULT_TENANT_ID)):
+            try:
+                return await self._stores.models.get_by_name(scope, name)
+            except NotFound:
+                continue
+        raise _failed(
+            "invalid_run", f"the agent's model {name!r} is not registered (POST /api/v1/models)"
+        )
+
+    async def _workspace(
+        self, run: Run, project: Project, history: list[StoredEvent], journal: Journal
+    ) -> RunWorkspace:
+        prepared = next(
+            (e.event for e in reversed(history) if isinstance(e.event, WorkspacePrepared)), None
+        )
+        if prepared is not None:
+            found = RunWorkspace(
+                tenant_id=run.tenant_id,
+                run_id=run.id,
+                path=prepared.path,
+                base_commit=prepared.base_commit,
+                branch=prepared.branch,
+            )
+            if await self._workspaces.exists(found):
+                return found
+            raise _failed(
+                "workspace_error",
+                f"the run's worktree {prepared.path} is gone from this host; it cannot "
+                "continue here",
+            )
+        try:
+            workspace = await self._workspaces.prepare(run, project)
+        except (DomainError, PortError) as e:
+            message = e.message if isinstance(e, DomainError) else str(e)
+            raise _failed("workspace_error", f"cannot prepare the run's worktree: {message}") from e
+        await journal.append(
+            WorkspacePrepared(
+                path=workspace.path, branch=workspace.branch, base_commit=workspace.base_commit
+            )
+        )
+        return workspace
+
+    # -- the work -------------------------------------------------------------------------
+
+    async def _work(
+        self,
+        run: Run,
+        plan: Plan,
+        workspace: RunWorkspace,
+        history: list[StoredEvent],
+        cancel: CancelSignal,
+        journal: Journal,
+    ) -> Outcome:
+        factory = self._sandboxes.get(run.mode)
+        if factory is None:
+            raise _failed("sandbox_unavailable", f"no sandbox of kind {run.mode.value!r} here")
+        s = self._settings
+        spending = Spending(
+            self._ledger,
+            plan.model,
+            tenant_id=run.tenant_id,
+            project_id=run.project_id,
+            run_id=run.id,
+            budgets=plan.budgets,
+            allow_unpriced=self._llm_settings.allow_unpriced_models
+            or run.policy_overrides.get("allow_unpriced_model") is True,
+            max_output_tokens=s.max_output_tokens,
+        )
+        try:
+            spending.check_model()
+        except BudgetExceeded as e:
+            raise _failed("budget_exceeded", e.message) from e
+        spec = SandboxSpec(
+            workspace=workspace.path,
+            limits=SandboxLimits(timeout=s.bash_timeout, output_bytes=4 * s.tool_output_chars),
+        )
+        try:
+            sandbox = await factory.open(spec)
+        except SandboxError as e:
+            raise _failed("sandbox_unavailable", e.message) from e
+        async with sandbox:
+            conversation, steps = await self._conversation(
+                plan, workspace, sandbox, history, journal
+            )
+            loop = AgentLoop(
+                self._llm,
+                self._toolbox,
+                self._gate,
+                self._checkpoints,
+                spending,
+                DeltaPublisher(self._feed, run.tenant_id, run.id),
+                LoopSettings(
+                    max_steps=run.limits.max_steps or s.default_max_steps,
+                    wall_seconds=float(run.limits.max_wall_seconds or s.default_wall_seconds),
+                    context_window=plan.model.context_window,
+                    compact_at=s.compact_at,
+                    stall_window=s.stall_window,
+                    output_chars=s.tool_output_chars,
+                    bash_timeout=s.bash_timeout,
+                    bash_max_timeout=s.bash_max_timeout,
+                ),
+            )
+            scope = RunScope(
+                run_id=run.id,
+                tenant_id=run.tenant_id,
+                project_id=run.project_id,
+                workspace=workspace,
+                sandbox=sandbox,
+                journal=journal,
+                endpoint=plan.endpoint,
+                model_name=plan.model.name,
+            )
+            log.info("agent loop starting", steps_done=steps, sandbox=sandbox.kind)
+            return await loop.run(scope, conversation, cancel, steps_done=steps)
+
+    async def _conversation(
+        self,
+        plan: Plan,
+        workspace: RunWorkspace,
+        sandbox: Sandbox,
+        history: list[StoredEvent],
+        journal: Journal,
+    ) -> tuple[Conversation, int]:
+        """The conversation so far (rebuilt from the log), or the first prompt, stored."""
+        events = [e.event for e in history]
+        if any(isinstance(e, PromptAssembled) for e in events):
+            steps = sum(1 for e in events if isinstance(e, ModelResponded))
+            return Conversation.from_events(events), steps
+        context = await self._context.build(
+            workspace.path, plan.task.prompt, token_budget=self._settings.context_tokens
+        )
+        prompt = await assemble(task=plan.task, agent=plan.agent, sandbox=sandbox, context=context)
+        await journal.append(
+            PromptAssembled(
+                model=plan.model.name,
+                system=prompt.system,
+                user=prompt.user,
+                tools=self._toolbox.names,
+                sources=prompt.sources,
+                context_tokens=context.token_count,
+            )
+        )
+        return Conversation(prompt.system, prompt.user), 0
