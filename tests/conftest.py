@@ -20,6 +20,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+# The scripted OpenAI-compatible server (`scripted_llm` fixture) for every test that needs a model.
+pytest_plugins = ["tests.support.scripted_llm"]
+
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parents[1]
 

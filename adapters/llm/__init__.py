@@ -1,0 +1,5 @@
+"""Language model adapters: any OpenAI-compatible HTTP endpoint (`openai.py`)."""
+
+from adapters.llm.openai import LlmCircuitOpen, OpenAICompatibleModel
+
+__all__ = ["LlmCircuitOpen", "OpenAICompatibleModel"]
