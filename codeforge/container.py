@@ -15,9 +15,14 @@ from pathlib import Path
 from dependency_injector import containers, providers
 
 from adapters.git.local import LocalGit
+from adapters.llm.openai import OpenAICompatibleModel
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.queue import NatsQueue
+from adapters.policy.allow_all import AllowAllGate
+from adapters.postgres.artifacts import PostgresArtifactStore
+from adapters.postgres.checkpoints import PostgresCheckpointStore
+from adapters.postgres.costs import PostgresCostLedger
 from adapters.postgres.dead_letters import PostgresDeadLetterStore
 from adapters.postgres.event_feed import PostgresEventFeed
 from adapters.postgres.event_store import PostgresEventStore
@@ -41,16 +46,25 @@ from adapters.sandbox.docker import DockerSandboxFactory
 from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
+from codeforge.agent.delivery import Delivery
+from codeforge.agent.executor import AgentExecutor
+from codeforge.agent.executor import Stores as AgentStores
+from codeforge.agent.file_tree import FileTreeContext
+from codeforge.agent.workspaces import RunWorkspaces
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
+from codeforge.ports.llm import LanguageModel
 from codeforge.ports.queue import Queue, RetryPolicy
 from codeforge.ports.sandbox import ISOLATION, SandboxFactory
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.artifacts import Artifacts
+from codeforge.services.checkpoints import BlobCheckpointer
 from codeforge.services.circuit_breaker import CircuitBreaker
+from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_log import EventLog
 from codeforge.services.event_streams import EventStreams
@@ -141,6 +155,17 @@ async def running_git(max_concurrent: int) -> AsyncIterator[GitRunner]:
         yield runner
     finally:
         await runner.aclose()
+
+
+async def running_llm(settings: Settings) -> AsyncIterator[LanguageModel]:
+    model = OpenAICompatibleModel(
+        breaker_failure_threshold=settings.llm.breaker_failure_threshold,
+        breaker_reset_timeout=settings.llm.breaker_reset_timeout,
+    )
+    try:
+        yield model
+    finally:
+        await model.close()
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -282,10 +307,50 @@ class Container(containers.DeclarativeContainer):
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat
     )
 
+    # --- the agent runtime --------------------------------------------------
+    llm = providers.Selector(
+        settings.provided.llm.kind,
+        openai=providers.Resource(running_llm, settings),
+    )
+    cost_ledger = providers.Singleton(PostgresCostLedger, db_pool)
+    checkpoint_store = providers.Singleton(PostgresCheckpointStore, db_pool)
+    artifact_store = providers.Singleton(PostgresArtifactStore, db_pool)
+    policy_gate = providers.Singleton(AllowAllGate)
+    checkpointer = providers.Singleton(
+        BlobCheckpointer,
+        checkpoint_store,
+        git,
+        providers.Callable(lambda p: p / "checkpoints", data_path),
+    )
+    run_workspaces = providers.Singleton(
+        RunWorkspaces, git, projects, providers.Callable(lambda p: p / "runs", data_path)
+    )
+    delivery = providers.Singleton(Delivery, git, artifact_store)
+    context_provider = providers.Singleton(FileTreeContext)
+    agent_stores = providers.Singleton(
+        AgentStores, task_store, agent_store, project_store, tenant_store, model_store, event_store
+    )
+    costs = providers.Singleton(Costs, cost_ledger)
+    artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
+
     # --- workers ------------------------------------------------------------
-    # The agent runtime (next issue) provides the executor; until then none is installed
-    # and runs wait in `requested`. Tests override it.
-    run_executor = providers.Object(None)
+    # Tests override the executor with a scripted stand-in where the agent is not the point.
+    run_executor = providers.Singleton(
+        AgentExecutor,
+        stores=agent_stores,
+        secrets=secrets,
+        workspaces=run_workspaces,
+        sandboxes=sandbox_factories,
+        llm=llm,
+        gate=policy_gate,
+        checkpoints=checkpointer,
+        ledger=cost_ledger,
+        delivery=delivery,
+        context=context_provider,
+        feed=event_feed,
+        agent_settings=settings.provided.agent,
+        llm_settings=settings.provided.llm,
+    )
     worker_id = providers.Callable(worker_name)
     run_worker = providers.Singleton(
         RunWorker,

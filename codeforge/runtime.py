@@ -19,6 +19,8 @@ from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.artifacts import Artifacts
+from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_streams import EventStreams
 from codeforge.services.lease_reaper import LeaseReaper
@@ -32,7 +34,7 @@ from codeforge.services.secrets import Secrets
 from codeforge.services.sessions import BrowserSessions
 from codeforge.services.shutdown import Phase, PhaseOutcome, ShutdownSequence
 from codeforge.services.tasks import Tasks
-from codeforge.settings import Settings
+from codeforge.settings import ModelSettings, Settings
 
 log = structlog.get_logger("codeforge.runtime")
 
@@ -53,6 +55,21 @@ class Services:
     rate_limits: RateLimits
     idempotency: Idempotency
     dead_letters: DeadLetters
+    costs: Costs
+    artifacts: Artifacts
+
+
+def configured_models(settings: Settings) -> list[ModelSettings]:
+    """`models:`, plus `llm.default_model` at `llm.base_url` when both are set."""
+    models = list(settings.models)
+    llm = settings.llm
+    if llm.base_url and llm.default_model and all(m.name != llm.default_model for m in models):
+        models.append(
+            ModelSettings(
+                name=llm.default_model, base_url=llm.base_url, api_key_secret=llm.api_key_secret
+            )
+        )
+    return models
 
 
 class Runtime:
@@ -107,7 +124,7 @@ class Runtime:
             await self._start_queue()
             self.readiness.register(await self.container.sandbox_probe())
             self._services = await self._resolve_services()
-            await self._services.models.load_from_config(self.settings.models)
+            await self._services.models.load_from_config(configured_models(self.settings))
             if issue_first_admin_key:
                 self.admin_key_file = await self._services.api_keys.ensure_first_admin(
                     self.settings.data_path
@@ -138,9 +155,6 @@ class Runtime:
         self.shutdown.register(Phase.SUSPEND_WORK, "lease reaper", reaper.stop)
         if not with_worker:
             return
-        if self.container.run_executor() is None:
-            log.info("no run executor is installed yet; runs wait in 'requested'")
-            return
         worker: RunWorker = await self.container.run_worker()
         await worker.start()
         self.shutdown.register(Phase.SUSPEND_WORK, "run worker", worker.suspend_all)
@@ -169,6 +183,8 @@ class Runtime:
             rate_limits=self.rate_limits,
             idempotency=await c.idempotency(),
             dead_letters=await c.dead_letters(),
+            costs=await c.costs(),
+            artifacts=await c.artifacts(),
         )
 
     async def _close_resources(self) -> None:

@@ -125,7 +125,8 @@ class SandboxSettings(Section, frozen=True):
 
 
 class LlmSettings(Section, frozen=True):
-    kind: Literal["openai", "replay"] = "openai"
+    # openai: any OpenAI-compatible endpoint (the only adapter so far).
+    kind: Literal["openai"] = "openai"
     base_url: str = ""
     # The name of a secret (CODEFORGE_SECRET_<NAME> or the file store), never the key itself.
     api_key_secret: str = ""

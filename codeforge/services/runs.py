@@ -70,6 +70,13 @@ class Runs:
         request_id: str | None = None,
     ) -> Run:
         principal.require_mutation()
+        if deliver in (DeliverMode.BRANCH, DeliverMode.PR):
+            # Refused before any money is spent: the run could not deliver.
+            raise ValidationFailed(
+                f"deliver {deliver.value!r} needs a git host, which this version cannot use "
+                "yet; choose 'patch' or 'commit-local'",
+                field="deliver",
+            )
         tenant = principal.tenant_id
         task = await self._find(self._tasks.get(tenant, task_id), "task_id", "task")
         agent = await self._find(self._agents.get(tenant, agent_id), "agent_id", "agent")

@@ -32,8 +32,9 @@ def api_settings(url: str, data_dir: Path, **overrides: object) -> Settings:
 
 @pytest.fixture
 async def runtime(make_database: Callable[[], str], tmp_path: Path) -> AsyncIterator[Runtime]:
+    """The API without a worker: runs wait in `requested` unless a test executes them."""
     runtime = Runtime(Container(settings=api_settings(make_database(), tmp_path / "data")))
-    await runtime.start()
+    await runtime.start(with_worker=False)
     yield runtime
     await runtime.stop("test finished")
 

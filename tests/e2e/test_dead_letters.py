@@ -47,7 +47,7 @@ async def runtime(make_database: Callable[[], str], tmp_path: Path) -> AsyncIter
         make_database(), tmp_path / "data", queue=QueueSettings(retry_delay=0.05)
     )
     runtime = Runtime(Container(settings=settings))
-    await runtime.start()
+    await runtime.start(with_worker=False)
     yield runtime
     await runtime.stop("test finished")
 

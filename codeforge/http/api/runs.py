@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, WebSocket, websocket
+from litestar import Controller, Request, Response, WebSocket, websocket
 from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -18,6 +19,8 @@ from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id, 
 from codeforge.http.api.routes import get, post
 from codeforge.http.api.schemas import EventList, ListPage, RunCancel, RunCreate
 from codeforge.http.api.views import event_list, event_view
+from codeforge.ports.artifacts import ArtifactInfo
+from codeforge.services.artifacts import Artifacts
 from codeforge.services.event_streams import EventStreams, Heartbeat, LiveDelta, StatusChange
 from codeforge.services.runs import Runs
 
@@ -104,6 +107,39 @@ class RunController(Controller):
         principal: NamedDependency[Principal],
     ) -> Run:
         return await runs.get(principal, run_id)
+
+    @get("/{run_id:uuid}/artifacts", summary="What the run delivered (without content)")
+    async def artifacts(
+        self,
+        run_id: FromPath[uuid.UUID],
+        artifacts: NamedDependency[Artifacts],
+        principal: NamedDependency[Principal],
+    ) -> list[ArtifactInfo]:
+        return await artifacts.list(principal, run_id)
+
+    @get(
+        "/{run_id:uuid}/artifacts/{name:str}",
+        summary="Download an artifact (`patch`: the run's unified diff)",
+        media_type="application/octet-stream",
+        responses={200: ResponseSpec(data_container=bytes, description="The artifact")},
+    )
+    async def artifact(
+        self,
+        run_id: FromPath[uuid.UUID],
+        name: FromPath[str],
+        artifacts: NamedDependency[Artifacts],
+        principal: NamedDependency[Principal],
+    ) -> Response[bytes]:
+        found = await artifacts.get(principal, run_id, name)
+        filename = f"run-{run_id}.{'diff' if name == 'patch' else name}"
+        return Response(
+            found.content,
+            media_type=found.info.media_type,
+            headers={
+                "Content-Disposition": f'attachment; filename="{filename}"',
+                "ETag": f'"{found.info.sha256}"',
+            },
+        )
 
     @get("/{run_id:uuid}/events", summary="Stored events of a run after a seq")
     async def events(
