@@ -15,10 +15,17 @@ Hardening applied to every command (see `_Runner`):
   is refused, `--` separates paths), and pathspecs are literal (no globs, no magic);
 - the caller's GIT_DIR / GIT_WORK_TREE / GIT_INDEX_FILE and the like are dropped, so a
   server started from inside a git hook cannot point every call at the wrong repository.
+
+What git stages on our behalf (`diff`, `commit`, `snapshot`: all `add -A`) also leaves
+out generated files that no change should carry even where a repository forgot to
+ignore them — bytecode, tool caches, `node_modules` (`GENERATED_FILES`): an agent that
+ran the tests must not deliver `__pycache__`. Diffs are `--binary`, so a patch with a
+binary file still applies.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
@@ -405,6 +412,22 @@ def _valid_branch_name(git: str, name: str) -> bool:
     return result.returncode == 0
 
 
+GENERATED_FILES = (
+    "__pycache__/", "*.py[cod]", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/",
+    ".hypothesis/", ".tox/", ".nox/", "node_modules/", ".coverage", "*.egg-info/",
+)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8)
+def _excludes_file(patterns: tuple[str, ...]) -> str:
+    """A git excludes file holding `patterns` (one per set of patterns per process)."""
+    handle, name = tempfile.mkstemp(prefix="codeforge-excludes-", suffix=".gitignore")
+    with os.fdopen(handle, "w", encoding="utf-8") as f:
+        f.write("".join(f"{p}\n" for p in patterns))
+    atexit.register(os.unlink, name)
+    return name
+
+
 class LocalGit:
     """`Vcs` over the system git (>= 2.36). Synchronous: see `codeforge.ports.vcs`.
 
@@ -419,6 +442,7 @@ class LocalGit:
         self,
         *,
         git: str = "git",
+        generated_files: Sequence[str] = GENERATED_FILES,
         ssh_command: str = DEFAULT_SSH_COMMAND,
         committer_name: str = "CodeForge",
         committer_email: str = "codeforge@localhost",
@@ -434,6 +458,7 @@ class LocalGit:
         )
         self._network_timeout = network_timeout
         self._local_timeout = local_timeout
+        self._excludes = _excludes_file(tuple(generated_files))
 
     # ------------------------------------------------------------------ repository
 
@@ -671,9 +696,9 @@ class LocalGit:
             if index.is_file():
                 shutil.copyfile(index, scratch_index)
             env = {"GIT_INDEX_FILE": str(scratch_index)}
-            self._git(root, "add", "-A", env=env)
+            self._stage(root, env=env)
             args = [
-                "diff", "--cached", "--no-color", "--no-ext-diff", "--no-textconv",
+                "diff", "--cached", "--binary", "--no-color", "--no-ext-diff", "--no-textconv",
                 "--find-renames", "--src-prefix=a/", "--dst-prefix=b/",
             ]  # fmt: skip
             if base_sha is not None:
@@ -702,7 +727,7 @@ class LocalGit:
             raise InvalidVcsArgument("paths is empty: pass None to commit every change")
         pathspec = self._pathspec(root, paths)
         try:
-            self._git(root, "add", "-A", "--", *pathspec, env=_LITERAL)
+            self._stage(root, "--", *pathspec, env=_LITERAL)
         except _GitFailed as e:
             if "did not match any files" in e.stderr:
                 raise InvalidPath(f"no file matches: {e.summary}") from e
@@ -843,7 +868,7 @@ class LocalGit:
             self._git(root, "read-tree", base_sha, env=env)
             paths = None if rescan else paths
         if paths is None:
-            self._git(root, "add", "-A", env=env)
+            self._stage(root, env=env)
         elif paths:
             pathspec = self._pathspec(root, paths)
             # Dropped first, so git reads them again rather than trusting stat data that a
@@ -854,7 +879,7 @@ class LocalGit:
             # A deleted path is now simply absent; git refuses to add what matches nothing.
             present = [p for p in pathspec if os.path.lexists(root / p)]
             if present:
-                self._git(root, "add", "-A", "--ignore-errors", "--", *present, env=env)
+                self._stage(root, "--ignore-errors", "--", *present, env=env)
         _, out, _ = self._runner.run(
             ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha],
             cwd=root,
@@ -912,6 +937,10 @@ class LocalGit:
         return sha
 
     # ------------------------------------------------------------------ internals
+
+    def _stage(self, root: Path, *args: str, env: Mapping[str, str]) -> None:
+        """`git add -A`, leaving generated files out (see the module docstring)."""
+        self._git(root, "-c", f"core.excludesFile={self._excludes}", "add", "-A", *args, env=env)
 
     def _git(
         self, root: Path, *args: str, env: Mapping[str, str] | None = None

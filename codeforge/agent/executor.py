@@ -74,6 +74,10 @@ from codeforge.settings import AgentSettings, LlmSettings
 
 log = structlog.get_logger("codeforge.agent")
 
+# What every command of a run sees besides the sandbox's base: no terminal games (pagers,
+# colours) and no bytecode files left in the worktree for the patch to pick up.
+COMMAND_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PAGER": "cat", "GIT_PAGER": "cat", "NO_COLOR": "1"}
+
 
 @dataclass(frozen=True)
 class Stores:
@@ -271,6 +275,7 @@ class AgentExecutor:
         spec = SandboxSpec(
             workspace=workspace.path,
             limits=SandboxLimits(timeout=s.bash_timeout, output_bytes=4 * s.tool_output_chars),
+            env=dict(COMMAND_ENV),
         )
         try:
             sandbox = await factory.open(spec)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -62,12 +64,9 @@ def make_key(runtime: Runtime) -> MakeKey:
     return make
 
 
-@pytest.fixture
-async def live_server(runtime: Runtime) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def serving(runtime: Runtime) -> AsyncIterator[str]:
     """The app on a real uvicorn socket in this event loop (for SSE and WebSockets)."""
-    import asyncio
-    import contextlib
-
     import uvicorn
 
     from tests.support.processes import free_port
@@ -85,6 +84,14 @@ async def live_server(runtime: Runtime) -> AsyncIterator[str]:
         if task.done():
             task.result()
         await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@pytest.fixture
+async def live_server(runtime: Runtime) -> AsyncIterator[str]:
+    async with serving(runtime) as url:
+        yield url

@@ -146,7 +146,9 @@ async def test_an_idempotency_key_replays_the_first_response(
     assert again.headers["idempotent-replayed"] == "true"
     assert "idempotent-replayed" not in first.headers
 
-    changed = await client.post("/api/v1/runs", json={**ids, "deliver": "commit-local"}, headers=headers)
+    changed = await client.post(
+        "/api/v1/runs", json={**ids, "deliver": "commit-local"}, headers=headers
+    )
     assert changed.status_code == 422
     assert "different request" in changed.json()["detail"]
     runs = (await client.get("/api/v1/runs", headers=admin)).json()["items"]

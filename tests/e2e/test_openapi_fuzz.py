@@ -121,7 +121,7 @@ class ServerThread:
     async def _main(self) -> None:
         runtime = Runtime(Container(settings=self._settings))
         try:
-            await runtime.start()
+            await runtime.start(with_worker=False)
             assert runtime.admin_key_file is not None
             self.admin_key = runtime.admin_key_file.read_text().strip()
             config = uvicorn.Config(

@@ -547,7 +547,7 @@ class ScriptedLLM:
     async def wait_for_async(
         self,
         condition: Callable[[ScriptedLLM], bool],
-        timeout: float = 10.0,  # noqa: ASYNC109 - the same signature as wait_for
+        timeout: float = 10.0,
     ) -> None:
         deadline = time.monotonic() + timeout
         while not condition(self):

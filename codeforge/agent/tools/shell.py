@@ -12,9 +12,9 @@ from codeforge.ports.sandbox import OutputChunk
 
 class BashArgs(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     command: Annotated[str, Meta(description="A shell command, run with /bin/sh -c")]
-    timeout: Annotated[
-        int | None, Meta(ge=1, description="Seconds before the command is killed")
-    ] = None
+    timeout: (
+        Annotated[int, Meta(ge=1, description="Seconds before the command is killed")] | None
+    ) = None
 
 
 class Bash(Tool[BashArgs]):
