@@ -2,6 +2,7 @@
 
     codeforge serve [--host H] [--port P] [--no-worker]   API + admin pages + workers
     codeforge worker                         execute runs from the queue (no HTTP)
+    codeforge run --repo PATH --task TEXT    one run on a local repository, no server
     codeforge migrate up|down|status         database schema
     codeforge config show [--json]           the effective configuration and its sources
     codeforge keys create|list|revoke        API keys
@@ -19,11 +20,14 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable, Sequence
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from codeforge import __version__
 from codeforge.config import ConfigError, LoadedConfig, effective_items, load_config
 from codeforge.domain.errors import DomainError
+from codeforge.domain.runs import SandboxMode
 from codeforge.ports.errors import PortError
 
 EXIT_OK = 0
@@ -63,6 +67,34 @@ def build_parser() -> argparse.ArgumentParser:
         "worker", parents=[common], help="execute runs from the queue (no HTTP)"
     )
     worker.set_defaults(handler=_work)
+
+    run = commands.add_parser(
+        "run",
+        parents=[common],
+        help="run an agent on a local repository, without a server",
+        description=(
+            "Register REPO (CodeForge works on its own clone; your checkout is never "
+            "touched), run the task with the native agent, print progress, and end with "
+            "the result and the patch's path. Exit status 0 when the run succeeded."
+        ),
+    )
+    run.add_argument("--repo", required=True, type=Path, help="the git repository to work on")
+    run.add_argument("--task", required=True, help="what to do ('-' reads it from stdin)")
+    run.add_argument("--title", default="", help="a short title (default: the task's first line)")
+    run.add_argument(
+        "--model", default="", help="a registered model's name (default: llm.default_model)"
+    )
+    run.add_argument(
+        "--deliver",
+        choices=["patch", "commit-local"],
+        default="patch",
+        help="commit-local also copies the run's branch into REPO (a new ref only)",
+    )
+    run.add_argument("--mode", choices=[m.value for m in SandboxMode], help="the sandbox kind")
+    run.add_argument("--max-cost", type=Decimal, metavar="USD", help="stop before spending more")
+    run.add_argument("--max-steps", type=int, metavar="N", help="at most N model calls")
+    run.add_argument("--json", action="store_true", help="one JSON object per line")
+    run.set_defaults(handler=_run)
 
     migrate = commands.add_parser("migrate", parents=[common], help="manage the database schema")
     migrate.add_argument("action", choices=["up", "down", "status"])
@@ -224,6 +256,55 @@ async def _run_keys(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         await runtime.stop("cli finished")
+
+
+def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from codeforge.log import configure_logging
+
+    task = sys.stdin.read() if args.task == "-" else args.task
+    if not task.strip():
+        print("codeforge: the task is empty", file=sys.stderr)
+        return EXIT_USAGE
+    if args.max_cost is not None and (not args.max_cost.is_finite() or args.max_cost < 0):
+        print("codeforge: --max-cost must be an amount >= 0", file=sys.stderr)
+        return EXIT_USAGE
+    if args.max_steps is not None and args.max_steps < 1:
+        print("codeforge: --max-steps must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.repo.is_dir():
+        print(f"codeforge: {args.repo} is not a directory", file=sys.stderr)
+        return EXIT_USAGE
+    # Progress goes to stdout; only problems are logged (to stderr).
+    writer = configure_logging(level="warning", fmt="console", stream=sys.stderr)
+    try:
+        return asyncio.run(_run_headless(loaded, args, task))
+    finally:
+        writer.close()
+
+
+async def _run_headless(loaded: LoadedConfig, args: argparse.Namespace, task: str) -> int:
+    from codeforge.domain.runs import DeliverMode
+    from codeforge.headless import RunRequest, run_headless
+    from codeforge.runtime import Runtime
+
+    runtime = Runtime(_container(loaded))
+    try:
+        return await run_headless(
+            runtime,
+            RunRequest(
+                repo=args.repo,
+                task=task,
+                title=args.title,
+                model=args.model,
+                deliver=DeliverMode(args.deliver),
+                mode=SandboxMode(args.mode) if args.mode else None,
+                max_cost_usd=args.max_cost,
+                max_steps=args.max_steps,
+                as_json=args.json,
+            ),
+        )
+    finally:
+        await runtime.stop("run finished")
 
 
 def _secrets(loaded: LoadedConfig, args: argparse.Namespace) -> int:
