@@ -50,6 +50,7 @@ from codeforge.agent.delivery import Delivery
 from codeforge.agent.executor import AgentExecutor
 from codeforge.agent.executor import Stores as AgentStores
 from codeforge.agent.file_tree import FileTreeContext
+from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.agent.workspaces import RunWorkspaces
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
@@ -332,6 +333,22 @@ class Container(containers.DeclarativeContainer):
     )
     costs = providers.Singleton(Costs, cost_ledger)
     artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
+
+    llm_proxy = providers.Singleton(
+        LlmProxy,
+        llm=llm,
+        events=event_store,
+        event_log=event_log,
+        agents=agent_store,
+        projects=project_store,
+        tenants=tenant_store,
+        models=model_store,
+        ledger=cost_ledger,
+        secrets=secrets,
+        signing_key=providers.Callable(signing_key_from, secrets),
+        settings=settings.provided.llm,
+        max_output_tokens=settings.provided.agent.max_output_tokens,
+    )
 
     # --- workers ------------------------------------------------------------
     # Tests override the executor with a scripted stand-in where the agent is not the point.

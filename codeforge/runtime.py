@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.container import Container
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
@@ -57,6 +58,7 @@ class Services:
     dead_letters: DeadLetters
     costs: Costs
     artifacts: Artifacts
+    llm_proxy: LlmProxy
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -185,6 +187,7 @@ class Runtime:
             dead_letters=await c.dead_letters(),
             costs=await c.costs(),
             artifacts=await c.artifacts(),
+            llm_proxy=await c.llm_proxy(),
         )
 
     async def _close_resources(self) -> None:

@@ -20,7 +20,6 @@ Problems that are not the agent's fault end the run with a reason a user can act
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -30,8 +29,9 @@ from codeforge.agent.conversation import Conversation
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.deltas import DeltaPublisher
 from codeforge.agent.loop import AgentLoop, LoopSettings, RunScope
+from codeforge.agent.models import endpoint_for, find_model
 from codeforge.agent.prompt import assemble
-from codeforge.agent.spending import Spending
+from codeforge.agent.spending import Spending, budgets_for
 from codeforge.agent.tools import Toolbox, default_toolbox
 from codeforge.agent.workspaces import RunWorkspaces
 from codeforge.domain.agents import Agent
@@ -42,7 +42,6 @@ from codeforge.domain.events import (
     StoredEvent,
     WorkspacePrepared,
 )
-from codeforge.domain.ids import DEFAULT_TENANT_ID
 from codeforge.domain.model_configs import ModelConfig
 from codeforge.domain.projects import Project
 from codeforge.domain.runs import Run, SandboxMode
@@ -174,40 +173,15 @@ class AgentExecutor:
             raise _failed(
                 "invalid_run", f"{e.message} (it was deleted after the run started)"
             ) from e
-        model = await self._model(run.tenant_id, agent.model)
-        api_key = ""
-        if model.api_key_secret:
-            try:
-                api_key = self._secrets.require(model.api_key_secret)
-            except PortError as e:
-                raise _failed("invalid_run", str(e)) from e
         try:
-            tenant_budget = (await s.tenants.get(run.tenant_id, run.tenant_id)).budget_usd
-        except NotFound:
-            tenant_budget = None
-        endpoint = ModelEndpoint(
-            base_url=model.base_url,
-            model=model.model,
-            api_key=api_key,
-            timeout=self._llm_settings.timeout,
-            max_retries=self._llm_settings.max_retries,
-        )
-        budgets = Budgets(
-            run_usd=run.limits.max_cost_usd,
-            project_usd=project.budget_usd,
-            tenant_usd=tenant_budget,
-        )
+            model = await find_model(s.models, run.tenant_id, agent.model)
+            endpoint = endpoint_for(model, self._secrets, self._llm_settings)
+        except NotFound as e:
+            raise _failed("invalid_run", e.message) from e
+        except PortError as e:  # the model's API key is missing from the secret store
+            raise _failed("invalid_run", str(e)) from e
+        budgets = await budgets_for(run, project, s.tenants)
         return Plan(task, agent, project, model, endpoint, budgets)
-
-    async def _model(self, tenant: uuid.UUID, name: str) -> ModelConfig:
-        for scope in dict.fromkeys((tenant, DEFAULT_TENANT_ID)):
-            try:
-                return await self._stores.models.get_by_name(scope, name)
-            except NotFound:
-                continue
-        raise _failed(
-            "invalid_run", f"the agent's model {name!r} is not registered (POST /api/v1/models)"
-        )
 
     async def _workspace(
         self, run: Run, project: Project, history: list[StoredEvent], journal: Journal

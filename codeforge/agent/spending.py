@@ -19,14 +19,28 @@ from decimal import Decimal
 
 from msgspec import Struct
 
-from codeforge.domain.errors import BudgetExceeded
+from codeforge.domain.errors import BudgetExceeded, NotFound
 from codeforge.domain.model_configs import PER_MILLION, ModelConfig
+from codeforge.domain.projects import Project
+from codeforge.domain.runs import Run
 from codeforge.ports.costs import BUDGET_SCOPES, Budgets, CostLedger, Reservation, usd
 from codeforge.ports.llm import Usage
+from codeforge.ports.stores import TenantStore
 
 MIN_OUTPUT_TOKENS = 256
 # The prompt's token count is an estimate; hold a margin above it.
 INPUT_MARGIN = Decimal("1.15")
+
+
+async def budgets_for(run: Run, project: Project, tenants: TenantStore) -> Budgets:
+    """The budgets a run's calls are held against: its own, its project's, its tenant's."""
+    try:
+        tenant_budget = (await tenants.get(run.tenant_id, run.tenant_id)).budget_usd
+    except NotFound:
+        tenant_budget = None  # tenants without a row have no budget
+    return Budgets(
+        run_usd=run.limits.max_cost_usd, project_usd=project.budget_usd, tenant_usd=tenant_budget
+    )
 
 
 class Hold(Struct, frozen=True, kw_only=True):

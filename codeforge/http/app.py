@@ -12,6 +12,7 @@ from codeforge import __version__
 from codeforge.http.api.router import api_router
 from codeforge.http.errors import EXCEPTION_HANDLERS
 from codeforge.http.health import HealthController
+from codeforge.http.llm_proxy import llm_proxy_router
 from codeforge.http.request_context import request_context_middleware
 from codeforge.runtime import Runtime
 from codeforge.services.sessions import COOKIE_NAME
@@ -21,7 +22,7 @@ def create_app(runtime: Runtime) -> Litestar:
     """Build the ASGI app around a runtime; starting the runtime is the caller's job."""
     settings = runtime.settings
     app = Litestar(
-        route_handlers=[HealthController, api_router(runtime)],
+        route_handlers=[HealthController, api_router(runtime), llm_proxy_router(runtime)],
         # Container providers reach handlers through Litestar's own DI.
         dependencies={"readiness": Provide(lambda: runtime.readiness, sync_to_thread=False)},
         exception_handlers=EXCEPTION_HANDLERS,

@@ -162,7 +162,7 @@ def test_a_second_run_starts_from_the_repositorys_new_commits(
         ["run", "--repo", str(repo), "--task", "x", "--model", "scripted", "--json"], cli_env
     )
     assert second.returncode == 0, second.stdout + second.stderr
-    read = [
+    read = next(
         json.loads(line) for line in second.stdout.splitlines() if '"ToolCallCompleted"' in line
-    ][0]
+    )
     assert "return a + b" in read["data"]["output"]
