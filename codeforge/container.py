@@ -380,7 +380,11 @@ class Container(containers.DeclarativeContainer):
         heartbeat_seconds=settings.provided.worker.heartbeat_seconds,
     )
     lease_reaper = providers.Singleton(
-        LeaseReaper, event_store, event_log, interval=settings.provided.worker.reaper_interval
+        LeaseReaper,
+        event_store,
+        event_log,
+        ledger=cost_ledger,
+        interval=settings.provided.worker.reaper_interval,
     )
 
     # --- HTTP guards --------------------------------------------------------

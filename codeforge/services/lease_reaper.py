@@ -3,7 +3,9 @@
 Every process runs one. Until runs can resume (the policy/checkpoints issue), a run
 whose lease expired ends `RunFailed(reason="worker_lost")` with its worktree kept —
 never a silent re-run from scratch. Appending at the seq the reaper read means a
-heartbeat that arrives first wins, and the run goes on.
+heartbeat that arrives first wins, and the run goes on. Cost holds of a reaped run
+(model calls its dead worker had reserved) are released, so they do not block the
+project's or tenant's budget for ever.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import structlog
 
 from codeforge.domain.errors import Conflict
 from codeforge.domain.events import RunFailed
+from codeforge.ports.costs import CostLedger
 from codeforge.ports.errors import PortError
 from codeforge.ports.events import EventContext, EventStore
 from codeforge.services.background import Background
@@ -29,11 +32,13 @@ class LeaseReaper:
         events: EventStore,
         event_log: EventLog,
         *,
+        ledger: CostLedger | None = None,
         interval: float = 15.0,
         clock: Clock = utc_now,
     ) -> None:
         self._events = events
         self._log = event_log
+        self._ledger = ledger
         self._interval = interval
         self._clock = clock
         self._loop = Background("lease reaper", self._run)
@@ -55,6 +60,8 @@ class LeaseReaper:
                 )
             except Conflict:
                 continue  # its worker renewed the lease meanwhile
+            if self._ledger is not None:
+                await self._ledger.release_run(run.tenant_id, run.id)
             ended += 1
             log.warning("run lease expired", run_id=str(run.id), worker=run.lease_owner)
         return ended

@@ -7,11 +7,13 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from adapters.memory.queue import MemoryBroker, MemoryQueue
+from adapters.postgres.costs import PostgresCostLedger
 from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.migrations import YoyoMigrator
 from adapters.postgres.pool import open_pool
@@ -19,6 +21,7 @@ from codeforge.domain.commands import ControlRun, StartRun
 from codeforge.domain.events import RunRequested, RunStarted
 from codeforge.domain.ids import new_id
 from codeforge.domain.runs import Run, RunStatus
+from codeforge.ports.costs import Budgets
 from codeforge.ports.events import EventContext, OutboxMessage
 from codeforge.ports.executor import CancelSignal, Journal, Outcome
 from codeforge.services.event_log import EventLog
@@ -209,8 +212,19 @@ async def test_the_reaper_ends_a_run_whose_lease_expired_and_spares_a_renewed_on
             expected_seq=1,
             context=EventContext(tenant_id=TENANT),
         )
-    reaper = LeaseReaper(store, event_log)
+    ledger = PostgresCostLedger(pool)
+    held = await ledger.reserve(
+        tenant_id=TENANT,
+        project_id=lost.project_id,
+        run_id=lost.id,
+        model="m",
+        amount_usd=Decimal("0.5"),
+        budgets=Budgets(),
+    )
+    reaper = LeaseReaper(store, event_log, ledger=ledger)
     assert await reaper.reap_once() == 1
+    # The dead worker's model call will never settle: its hold goes back to the budgets.
+    assert (await ledger.spent(TENANT, "project", str(held.project_id))).held_usd == 0
     failed = await store.get_run(TENANT, lost.id)
     assert failed.status is RunStatus.FAILED
     assert failed.result is not None
