@@ -24,8 +24,10 @@ import httpx
 import pytest
 
 from adapters.nats.server import find_or_start_nats
+from tests.e2e.test_agent_runs import CALC, PRICES, TEST, fix_script
 from tests.support.processes import CodeforgeProcess, codeforge_env, free_port
 from tests.support.repos import make_repo
+from tests.support.scripted_llm import ScriptedLLM
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -194,3 +196,52 @@ def test_jobs_spread_over_worker_processes_run_exactly_once_and_a_killed_worker_
         ended = http.get(f"/api/v1/runs/{doomed}").json()
         assert ended["result"]["summary"] == "worker_lost"
         assert slow.worker_id in ended["result"]["artifact"]["detail"]
+
+
+def test_a_codeforge_worker_on_another_host_runs_the_agent_and_the_api_serves_the_result(
+    cluster_env: dict[str, str], started: list[Any], tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    """`serve --no-worker` takes the run; a `codeforge worker` with a data dir of its own
+    (as on another machine: it clones the project from its source) executes the native
+    agent against the scripted model; the API streams its events and serves its patch."""
+    base, admin = api(cluster_env, started)
+    worker_env = {
+        **cluster_env,
+        "CODEFORGE_DATA_DIR": str(tmp_path / "other-host"),
+        "CODEFORGE_SANDBOX__KIND": "mount",
+    }
+    worker = CodeforgeProcess(["worker"], worker_env)
+    started.append(worker)
+    worker.wait_for_message("worker started", timeout=60)
+    fix_script(scripted_llm)
+    with httpx.Client(base_url=base, headers=admin, timeout=30) as http:
+
+        def post(path: str, body: dict[str, Any]) -> Any:
+            response = http.post(path, json=body)
+            assert response.status_code == 201, response.text
+            return response.json()
+
+        post("/api/v1/models", {"name": "s", "base_url": scripted_llm.base_url, **PRICES})
+        agent = post("/api/v1/agents", {"name": "a", "model": "s"})
+        source = make_repo(tmp_path / "user", {"calc.py": CALC, "test_calc.py": TEST})
+        project = post("/api/v1/projects", {"name": "calc", "source": str(source)})
+        task = post(
+            "/api/v1/tasks", {"project_id": project["id"], "title": "Fix add", "prompt": "fix"}
+        )
+        run = post(
+            "/api/v1/runs", {"task_id": task["id"], "agent_id": agent["id"], "mode": "mount"}
+        )
+        with http.stream("GET", f"/api/v1/runs/{run['id']}/events/stream") as stream:
+            seen = read_until(stream.iter_lines(), "event: RunCompleted", timeout=60)
+        assert "event: ToolCallCompleted" in seen
+        done = http.get(f"/api/v1/runs/{run['id']}").json()
+        assert done["status"] == "succeeded", done
+        patch = http.get(f"/api/v1/runs/{run['id']}/artifacts/patch")
+        assert patch.status_code == 200
+        assert "+    return a + b" in patch.text
+    # The worker worked in a clone of its own, made from the project's source.
+    assert (
+        (tmp_path / "other-host" / "runs" / run["id"] / "calc.py")
+        .read_text()
+        .endswith("return a + b\n")
+    )
