@@ -46,11 +46,16 @@ class DeltaPublisher:
         key = (stream, call_id)
         self._pending.setdefault(key, []).append(text)
         self._sizes[key] = self._sizes.get(key, 0) + len(text)
-        if (
-            self._sizes[key] >= MAX_DELTA_CHARS
-            or time.monotonic() - self._last_flush >= self._interval
-        ):
+        if time.monotonic() - self._last_flush >= self._interval:
             await self.flush()
+        elif self._sizes[key] >= MAX_DELTA_CHARS:
+            # Full pieces go now; the rest waits for more text or the next flush.
+            joined = "".join(self._pending[key])
+            cut = len(joined) - len(joined) % MAX_DELTA_CHARS
+            self._pending[key] = [joined[cut:]] if cut < len(joined) else []
+            self._sizes[key] = len(joined) - cut
+            for start in range(0, cut, MAX_DELTA_CHARS):
+                await self._publish(stream, call_id, joined[start : start + MAX_DELTA_CHARS])
 
     async def flush(self) -> None:
         if self._feed is None or not self._pending:
@@ -59,6 +64,8 @@ class DeltaPublisher:
         self._last_flush = time.monotonic()
         for (stream, call_id), pieces in pending.items():
             text = "".join(pieces)
+            if not text:
+                continue
             for start in range(0, len(text), MAX_DELTA_CHARS):
                 await self._publish(stream, call_id, text[start : start + MAX_DELTA_CHARS])
 
