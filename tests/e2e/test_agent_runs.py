@@ -82,8 +82,10 @@ async def setup(
     *,
     model: dict[str, Any] | None = None,
     agent_limits: dict[str, Any] | None = None,
+    files: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    source = make_repo(tmp_path / "user-repo", {"calc.py": CALC, "test_calc.py": TEST})
+    files = {"calc.py": CALC, "test_calc.py": TEST, **(files or {})}
+    source = make_repo(tmp_path / "user-repo", files)
     await post(
         client,
         admin,
@@ -428,3 +430,36 @@ async def test_bad_tool_calls_are_told_to_the_model_and_the_run_goes_on(
     nudges = [e["data"]["reason"] for e in events if e["type"] == "AgentNudged"]
     assert nudges == ["stalled", "stalled"]
     assert done["result"]["artifact"]["patch"]["files"] == ["notes.txt"]
+
+
+async def test_old_tool_output_is_compacted_near_the_context_window(
+    working: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    small = {
+        "name": "scripted", "base_url": scripted_llm.base_url, "model": "scripted-model",
+        "context_window": 6000, **PRICES,
+    }  # fmt: skip
+    big = "".join(f"value_{n} = {n} * 2  # a line of a long module\n" for n in range(400))
+    ids = await setup(client, admin, tmp_path, scripted_llm, model=small, files={"big.py": big})
+    ids.pop("source")
+    for start in range(1, 400, 50):  # eight different pages: exploring, not stalling
+        scripted_llm.reply(
+            tool_calls=[
+                ("read_file", {"path": "big.py", "start_line": start, "end_line": start + 49})
+            ]
+        )
+    scripted_llm.reply(tool_calls=[("finish", {"summary": "read it all"})])
+    run = await post(client, admin, "/api/v1/runs", ids)
+    done = await wait_for_end(client, admin, run["id"])
+    assert done["status"] == "succeeded", done
+    events = await events_of(client, admin, run["id"])
+    compactions = [e["data"] for e in events if e["type"] == "ContextCompacted"]
+    assert compactions
+    assert compactions[0]["tokens_after"] < compactions[0]["tokens_before"]
+    last = scripted_llm.chat_requests[-1].json["messages"]
+    assert any("elided to fit the context window" in (m.get("content") or "") for m in last)
+    assert last[1]["content"].startswith("Task: Fix add")  # the task is always kept
