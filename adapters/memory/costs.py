@@ -105,6 +105,30 @@ class MemoryCostLedger:
         async with self._lock:
             self._close(reservation.id, "released")
 
+    async def record(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        run_id: uuid.UUID,
+        model: str,
+        cost_usd: Decimal,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        check_amount(cost_usd, "cost_usd")
+        reservation = await self.reserve(
+            tenant_id=tenant_id,
+            project_id=project_id,
+            run_id=run_id,
+            model=model,
+            amount_usd=Decimal(0),
+            budgets=Budgets(),
+        )
+        await self.settle(
+            reservation, cost_usd=cost_usd, input_tokens=input_tokens, output_tokens=output_tokens
+        )
+
     async def release_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> int:
         async with self._lock:
             held = [

@@ -60,6 +60,24 @@ _INSERT = (
     "INSERT INTO cost_ledger (id, tenant_id, project_id, run_id, model, reserved_usd)"
     " VALUES (%s, %s, %s, %s, %s, %s)"
 )
+# One statement: add the call to every scope's totals (creating them) and write its
+# settled ledger row — a booking no budget binds needs no hold and no lock round trips.
+_RECORD = (
+    "WITH booked AS ("
+    " INSERT INTO cost_accounts AS a"
+    " (tenant_id, scope, scope_key, spent_usd, input_tokens, output_tokens, calls)"
+    " SELECT %(tenant)s, s, k, %(cost)s, %(input)s, %(output)s, 1"
+    " FROM unnest(%(scopes)s::text[], %(keys)s::text[]) AS t(s, k)"
+    " ON CONFLICT (tenant_id, scope, scope_key) DO UPDATE SET"
+    " spent_usd = a.spent_usd + EXCLUDED.spent_usd,"
+    " input_tokens = a.input_tokens + EXCLUDED.input_tokens,"
+    " output_tokens = a.output_tokens + EXCLUDED.output_tokens, calls = a.calls + 1"
+    " RETURNING 1)"
+    " INSERT INTO cost_ledger (id, tenant_id, project_id, run_id, model, reserved_usd,"
+    " cost_usd, input_tokens, output_tokens, state, settled_at)"
+    " SELECT %(id)s, %(tenant)s, %(project)s, %(run)s, %(model)s, 0, %(cost)s, %(input)s,"
+    " %(output)s, 'settled', now() WHERE (SELECT count(*) FROM booked) > 0"
+)
 _LEDGER_COLUMNS = "id, tenant_id, project_id, run_id, model, reserved_usd"
 _GROUP_COLUMN: dict[CostGroup, LiteralString] = {
     "tenant": "tenant_id::text",
@@ -133,6 +151,30 @@ class PostgresCostLedger:
         await self._close(
             reservation.tenant_id, "id = %(id)s", {"id": reservation.id}, state="released"
         )
+
+    async def record(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        run_id: uuid.UUID,
+        model: str,
+        cost_usd: Decimal,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None:
+        check_amount(cost_usd, "cost_usd")
+        params = _scopes(tenant_id, project_id, run_id, model) | {
+            "id": new_id(),
+            "project": project_id,
+            "run": run_id,
+            "model": model,
+            "cost": cost_usd,
+            "input": input_tokens,
+            "output": output_tokens,
+        }
+        async with connection(self._pool, "the cost ledger") as conn:
+            await conn.execute(_RECORD, params)
 
     async def release_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> int:
         return await self._close(tenant_id, "run_id = %(run)s", {"run": run_id}, state="released")

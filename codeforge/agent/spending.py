@@ -88,6 +88,9 @@ class Spending:
         if model.input_price_per_mtok is None or model.output_price_per_mtok is None:
             self.check_model()
             return Hold(reservation=None, max_tokens=self._max_output)
+        if not self._budgets.any:
+            # Nothing to hold against: the cost is booked once, when it is known.
+            return Hold(reservation=None, max_tokens=self._max_output)
         in_price, out_price = model.input_price_per_mtok, model.output_price_per_mtok
         input_cost = in_price * prompt_tokens * INPUT_MARGIN / PER_MILLION
         max_tokens = self._max_output
@@ -118,6 +121,16 @@ class Spending:
         if hold.reservation is not None:
             await self._ledger.settle(
                 hold.reservation,
+                cost_usd=cost or Decimal(0),
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+            )
+        else:
+            await self._ledger.record(
+                tenant_id=self._tenant,
+                project_id=self._project,
+                run_id=self._run,
+                model=self._model.name,
                 cost_usd=cost or Decimal(0),
                 input_tokens=usage.input_tokens,
                 output_tokens=usage.output_tokens,

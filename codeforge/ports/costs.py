@@ -15,6 +15,8 @@ Contract (one suite runs against every adapter):
   the amount held) with the tokens used; `release` gives the hold back unspent. Each
   may happen once per reservation; a second call is a no-op. `release_run` releases
   every reservation of a run still held (the run ended, or its worker died).
+- `record` books a call no budget binds in one step (no hold first): the same totals
+  and ledger row as a reserve followed by a settle, at half the cost.
 - `totals` sums settled spend (held amounts are reported apart) per group, scoped to the
   tenant, optionally since a time.
 """
@@ -141,6 +143,18 @@ class CostLedger(Protocol):
     ) -> None: ...
 
     async def release(self, reservation: Reservation) -> None: ...
+
+    async def record(
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        project_id: uuid.UUID,
+        run_id: uuid.UUID,
+        model: str,
+        cost_usd: Decimal,
+        input_tokens: int,
+        output_tokens: int,
+    ) -> None: ...
 
     async def release_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> int:
         """Release every hold of the run; returns how many there were."""

@@ -208,3 +208,24 @@ async def test_spent_never_exceeds_a_budget_when_costs_stay_within_their_holds(
             continue
         await ledger.settle(r, cost_usd=min(cost, hold), input_tokens=1, output_tokens=1)
     assert (await ledger.spent(ids.tenant, "run", str(ids.run))).cost_usd <= limit
+
+
+async def test_a_recorded_call_counts_like_a_settled_one(ledger: CostLedger) -> None:
+    ids = Ids()
+    r = await ledger.reserve(**ids.call("0.5"))
+    await ledger.settle(r, cost_usd=D("0.25"), input_tokens=100, output_tokens=10)
+    await ledger.record(
+        tenant_id=ids.tenant, project_id=ids.project, run_id=ids.run, model="m1",
+        cost_usd=D("0.125"), input_tokens=50, output_tokens=5,
+    )  # fmt: skip
+    for group, key in [("run", str(ids.run)), ("model", "m1"), ("tenant", str(ids.tenant))]:
+        total = await ledger.spent(ids.tenant, group, key)
+        assert (total.cost_usd, total.held_usd, total.calls) == (D("0.375"), D(0), 2)
+        assert (total.input_tokens, total.output_tokens) == (150, 15)
+    [by_time] = await ledger.totals(
+        ids.tenant, group="run", since=datetime.now(UTC) - timedelta(minutes=1)
+    )
+    assert (by_time.cost_usd, by_time.calls) == (D("0.375"), 2)
+    # A recorded call counts against later budgets too.
+    with pytest.raises(BudgetExceeded):
+        await ledger.reserve(**ids.call("0.2", Budgets(run_usd=D("0.5"))))
