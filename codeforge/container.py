@@ -384,6 +384,7 @@ class Container(containers.DeclarativeContainer):
         event_store,
         event_log,
         ledger=cost_ledger,
+        max_attempts=settings.provided.worker.max_attempts,
         interval=settings.provided.worker.reaper_interval,
     )
 

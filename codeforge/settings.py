@@ -184,6 +184,9 @@ class WorkerSettings(Section, frozen=True):
     lease_seconds: Seconds = 120.0
     heartbeat_seconds: Seconds = 30.0
     reaper_interval: Seconds = 15.0
+    # A run whose worker was lost is resumed by another, unless it was already started
+    # this many times (then it ends failed: worker_lost).
+    max_attempts: PositiveInt = 3
 
 
 class ShutdownSettings(Section, frozen=True):

@@ -37,9 +37,14 @@ from codeforge.agent.workspaces import RunWorkspaces
 from codeforge.domain.agents import Agent
 from codeforge.domain.errors import BudgetExceeded, DomainError, NotFound
 from codeforge.domain.events import (
+    CheckpointCreated,
+    CheckpointRestored,
+    Event,
     ModelResponded,
     PromptAssembled,
     StoredEvent,
+    ToolCallCompleted,
+    ToolCallRequested,
     WorkspacePrepared,
 )
 from codeforge.domain.model_configs import ModelConfig
@@ -72,6 +77,11 @@ from codeforge.services.secrets import Secrets
 from codeforge.settings import AgentSettings, LlmSettings
 
 log = structlog.get_logger("codeforge.agent")
+
+INTERRUPTED = (
+    "interrupted: the worker running this call stopped before it finished (the run was "
+    "resumed). Whatever the call did is in the workspace now; check before you retry it."
+)
 
 # What every command of a run sees besides the sandbox's base: no terminal games (pagers,
 # colours) and no bytecode files left in the worktree for the patch to pick up.
@@ -197,13 +207,9 @@ class AgentExecutor:
                 base_commit=prepared.base_commit,
                 branch=prepared.branch,
             )
-            if await self._workspaces.exists(found):
-                return found
-            raise _failed(
-                "workspace_error",
-                f"the run's worktree {prepared.path} is gone from this host; it cannot "
-                "continue here",
-            )
+            if await self._workspaces.is_here(run, found):
+                return found  # this worker's own worktree, as the run left it
+            return await self._rebuild(run, project, found, history, journal)
         try:
             workspace = await self._workspaces.prepare(run, project)
         except (DomainError, PortError) as e:
@@ -214,6 +220,42 @@ class AgentExecutor:
                 path=workspace.path, branch=workspace.branch, base_commit=workspace.base_commit
             )
         )
+        return workspace
+
+    async def _rebuild(
+        self,
+        run: Run,
+        project: Project,
+        previous: RunWorkspace,
+        history: list[StoredEvent],
+        journal: Journal,
+    ) -> RunWorkspace:
+        """The worktree on this host from the base commit and the latest checkpoint."""
+        try:
+            workspace = await self._workspaces.recreate(run, project, previous)
+        except (DomainError, PortError) as e:
+            message = e.message if isinstance(e, DomainError) else str(e)
+            raise _failed(
+                "workspace_error", f"cannot rebuild the run's worktree here: {message}"
+            ) from e
+        await journal.append(
+            WorkspacePrepared(
+                path=workspace.path, branch=workspace.branch, base_commit=workspace.base_commit
+            )
+        )
+        latest = next(
+            (e.event for e in reversed(history) if isinstance(e.event, CheckpointCreated)), None
+        )
+        if latest is not None:
+            paths = await self._checkpoints.restore(workspace, latest.checkpoint_id)
+            await journal.append(
+                CheckpointRestored(
+                    checkpoint_id=latest.checkpoint_id,
+                    paths=paths,
+                    reason="the run resumed on another host",
+                )
+            )
+        log.info("worktree rebuilt", checkpoint=str(latest.checkpoint_id) if latest else None)
         return workspace
 
     # -- the work -------------------------------------------------------------------------
@@ -290,6 +332,42 @@ class AgentExecutor:
             log.info("agent loop starting", steps_done=steps, sandbox=sandbox.kind)
             return await loop.run(scope, conversation, cancel, steps_done=steps)
 
+    async def _settle_interrupted(
+        self, events: list[Event], workspace: RunWorkspace, journal: Journal
+    ) -> list[Event]:
+        """Calls that were requested but never completed (the worker stopped mid-call) are
+        reported to the model as interrupted — not silently run again — and whatever they
+        did to the workspace is checkpointed."""
+        completed = {e.call_id for e in events if isinstance(e, ToolCallCompleted)}
+        pending = [
+            e for e in events if isinstance(e, ToolCallRequested) and e.call_id not in completed
+        ]
+        if not pending:
+            return []
+        added: list[Event] = [
+            ToolCallCompleted(
+                call_id=call.call_id,
+                tool=call.tool,
+                ok=False,
+                output=INTERRUPTED,
+            )
+            for call in pending
+        ]
+        stored = await journal.append(*added)
+        made = await self._checkpoints.checkpoint(workspace, stored[-1].seq, None)
+        if made is not None:
+            checkpoint = CheckpointCreated(
+                checkpoint_id=made.id,
+                after_seq=stored[-1].seq,
+                changed=list(made.changed),
+                files=len(made.files),
+                bytes=made.total_bytes,
+            )
+            await journal.append(checkpoint)
+            added.append(checkpoint)
+        log.info("interrupted calls reported", calls=[c.call_id for c in pending])
+        return added
+
     async def _conversation(
         self,
         plan: Plan,
@@ -301,6 +379,7 @@ class AgentExecutor:
         """The conversation so far (rebuilt from the log), or the first prompt, stored."""
         events = [e.event for e in history]
         if any(isinstance(e, PromptAssembled) for e in events):
+            events += await self._settle_interrupted(events, workspace, journal)
             steps = sum(1 for e in events if isinstance(e, ModelResponded))
             return Conversation.from_events(events), steps
         context = await self._context.build(

@@ -45,5 +45,25 @@ class RunWorkspaces:
             branch=branch,
         )
 
-    async def exists(self, workspace: RunWorkspace) -> bool:
+    async def recreate(self, run: Run, project: Project, previous: RunWorkspace) -> RunWorkspace:
+        """The run's worktree again, on this host, at its base commit (a run resumed by a
+        worker on another host, or whose worktree was removed); its files come back from
+        the latest checkpoint, which the caller restores."""
+        clone = await self._projects.ensure_workspace(project)
+        path = self.path_of(run)
+        await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+        await self._git.create_worktree(clone, path, previous.branch, base=previous.base_commit)
+        return RunWorkspace(
+            tenant_id=run.tenant_id,
+            run_id=run.id,
+            path=str(path),
+            base_commit=previous.base_commit,
+            branch=previous.branch,
+        )
+
+    async def is_here(self, run: Run, workspace: RunWorkspace) -> bool:
+        """Whether `workspace` is this worker's own worktree of the run, still in place
+        (not one another worker made under its own data dir, maybe on another host)."""
+        if Path(workspace.path) != self.path_of(run):
+            return False
         return await self._git.is_repository(workspace.path)

@@ -165,6 +165,15 @@ class CheckpointCreated(Event, frozen=True, kw_only=True):
     bytes: int = 0
 
 
+class CheckpointRestored(Event, frozen=True, kw_only=True):
+    """The workspace was made equal to a checkpoint (a resume elsewhere, a rewind, a fork)."""
+
+    checkpoint_id: uuid.UUID
+    # The paths the restore wrote or removed.
+    paths: list[str] = []
+    reason: str = ""
+
+
 class AgentNudged(Event, frozen=True, kw_only=True):
     """A message the runtime added to the conversation (e.g. a stall correction)."""
 
@@ -206,6 +215,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         PolicyDecided,
         ToolCallCompleted,
         CheckpointCreated,
+        CheckpointRestored,
         AgentNudged,
         ContextCompacted,
         ArtifactStored,

@@ -106,6 +106,8 @@ class Run(Entity, frozen=True, kw_only=True):
     result: RunResult | None = None
     cost_usd: Decimal = Decimal(0)
     steps: int = 0
+    # Times a worker started or resumed it (the reaper gives up past a limit).
+    attempts: int = 0
     last_seq: int = 0
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
@@ -145,6 +147,7 @@ class Run(Entity, frozen=True, kw_only=True):
                 self._require(RunStatus.RUNNING)
                 changes |= {"status": RunStatus.RUNNING, "lease_owner": worker}
                 changes |= {"lease_expires_at": expires, "started_at": self.started_at or at}
+                changes |= {"attempts": self.attempts + 1}
             case HeartbeatRecorded(worker=worker, lease_expires_at=expires):
                 changes |= {"lease_owner": worker, "lease_expires_at": expires}
             case ModelResponded(cost_usd=cost):

@@ -7,8 +7,9 @@ at least once) exactly one wins and the other drops it. The job message is
 acknowledged once the lease is taken. Heartbeats renew the lease; a worker that
 finds its heartbeat refused has lost the run (the reaper ended it) and stops.
 Cancel and approval decisions arrive on the run's fan-out control subject.
-Shutdown suspends running runs (`RunSuspended`, lease released): a deploy never
-ends a paid run.
+Shutdown suspends running runs (`RunSuspended`, lease released) and queues them
+again in the same write, so a deploy never ends a paid run; a worker handed a
+suspended run resumes it (`RunResumed`) and the executor continues from its log.
 """
 
 from __future__ import annotations
@@ -29,17 +30,18 @@ from codeforge.domain.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunResumed,
     RunStarted,
     RunSuspended,
 )
 from codeforge.domain.runs import Run, RunStatus
-from codeforge.ports.events import EventContext, EventStore
+from codeforge.ports.events import EventContext, EventStore, OutboxMessage
 from codeforge.ports.executor import Outcome, RunExecutor
 from codeforge.ports.queue import Message, Queue, Subscription
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
 from codeforge.services.run_journal import LeaseLost, RunJournal
-from codeforge.services.subjects import START_RUN, control_subject
+from codeforge.services.subjects import START_RUN, control_subject, start_job
 
 log = structlog.get_logger("codeforge.worker")
 
@@ -114,9 +116,14 @@ class RunWorker:
         except NotFound:
             log.warning("job for an unknown run dropped", run_id=str(job.run_id))
             return
-        if run.status is not RunStatus.REQUESTED:
+        lease = self._clock() + self._lease
+        if run.status is RunStatus.REQUESTED:
+            started: Event = RunStarted(worker=self.worker_id, lease_expires_at=lease)
+        elif run.status is RunStatus.SUSPENDED:
+            # Suspended by a shutdown or a lost worker: it continues here, from its log.
+            started = RunResumed(worker=self.worker_id, lease_expires_at=lease)
+        else:
             return  # taken by another worker, cancelled, or already done
-        started = RunStarted(worker=self.worker_id, lease_expires_at=self._clock() + self._lease)
         context = EventContext(tenant_id=run.tenant_id, request_id=message.request_id)
         try:
             stored = await self._log.append(
@@ -147,7 +154,13 @@ class RunWorker:
             try:
                 outcome = await self._executor.execute(run, held.cancel, held.journal)
             except asyncio.CancelledError:
-                await self._finish(held, RunSuspended(reason="worker shutting down"))
+                # Queued again in the same write: another worker (or this one, restarted)
+                # resumes it — a deploy never ends a paid run.
+                await self._finish(
+                    held,
+                    RunSuspended(reason="worker shutting down"),
+                    outbox=start_job(run.id, run.tenant_id),
+                )
                 raise
             except Exception as e:
                 log.exception("run executor failed", run_id=str(run.id))
@@ -180,9 +193,9 @@ class RunWorker:
                 held.cancel.set()
                 return
 
-    async def _finish(self, held: _Held, event: Event) -> None:
+    async def _finish(self, held: _Held, event: Event, outbox: OutboxMessage | None = None) -> None:
         try:
-            await self._append(held, event)
+            await held.journal.append(event, outbox=outbox)
         except LeaseLost:
             log.warning("run ended elsewhere before this worker finished", run_id=str(held.run.id))
 

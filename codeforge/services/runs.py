@@ -19,12 +19,12 @@ from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
 from codeforge.domain.runs import DeliverMode, Run, RunStatus, SandboxMode
-from codeforge.ports.events import EventContext, EventStore, OutboxMessage
+from codeforge.ports.events import EventContext, EventStore
 from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
 from codeforge.services.run_control import RunControl
-from codeforge.services.subjects import START_RUN
+from codeforge.services.subjects import start_job
 
 # `Runs.list` shadows the builtin inside the class body.
 Events = list[StoredEvent]
@@ -98,12 +98,7 @@ class Runs:
         )
         run_id = new_id()
         run = Run.requested(run_id, tenant, requested, self._clock())
-        outbox = OutboxMessage(
-            id=new_id(),
-            subject=START_RUN,
-            payload={"run_id": str(run_id), "tenant_id": str(tenant)},
-            headers={"X-Request-ID": request_id} if request_id else {},
-        )
+        outbox = start_job(run_id, tenant, request_id)
         await self._log.create_run(
             run, requested, outbox, EventContext(tenant_id=tenant, request_id=request_id)
         )

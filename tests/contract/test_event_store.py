@@ -27,9 +27,11 @@ from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
 from codeforge.domain.events import (
     Event,
     HeartbeatRecorded,
+    RunCancelled,
     RunCompleted,
     RunRequested,
     RunStarted,
+    RunSuspended,
     StoredEvent,
     register_event_type,
 )
@@ -166,6 +168,32 @@ class EventStoreContract:
         ]
         with pytest.raises(ValidationFailed):
             await store.expired_leases(datetime(2001, 1, 1))
+
+    async def test_an_append_may_carry_an_outbox_message_all_or_nothing(
+        self, store: EventStore, tenant_id: uuid.UUID
+    ) -> None:
+        run, _ = await self.create(store, tenant_id)
+        context = EventContext(tenant_id=tenant_id)
+        resume = outbox_for(run)
+        await store.append(
+            run.id,
+            [RunSuspended(reason="worker_lost")],
+            expected_seq=1,
+            context=context,
+            outbox=resume,
+        )
+        assert resume.id in await self.outbox_ids(store, tenant_id)
+        refused = outbox_for(run)
+        with pytest.raises(Conflict):
+            await store.append(
+                run.id, [RunCancelled()], expected_seq=1, context=context, outbox=refused
+            )
+        assert refused.id not in await self.outbox_ids(store, tenant_id)
+        with pytest.raises(Conflict, match="outbox message"):
+            await store.append(
+                run.id, [RunCancelled()], expected_seq=2, context=context, outbox=resume
+            )
+        assert (await store.get_run(tenant_id, run.id)).status is RunStatus.SUSPENDED
 
     # -- creating a run --------------------------------------------------------------
 
