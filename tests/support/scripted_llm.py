@@ -307,17 +307,18 @@ class RecordedRequest:
 
 # ---------------------------------------------------------------------------- embeddings
 
-_WORD = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[A-Za-z0-9_]+")
 _PIECE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 def embedding(text: str, dimensions: int = 64) -> list[float]:
     """A deterministic unit vector: a signed hashed bag of lowercased words and their
-    camelCase/snake_case pieces ("readFile" counts as "readfile", "read" and "file")."""
+    camelCase/snake_case pieces ("readFile" and "read_file" both count as "readfile",
+    "read" and "file")."""
     vector = [0.0] * dimensions
     for word in _WORD.findall(text):
         pieces = [p.lower() for p in _PIECE.findall(word)]
-        for token in {word.lower(), *pieces} if len(pieces) > 1 else pieces or [word.lower()]:
+        for token in [*pieces, "".join(pieces)] if len(pieces) > 1 else pieces:
             digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
             vector[int.from_bytes(digest[:4], "big") % dimensions] += 1.0 if digest[4] & 1 else -1.0
     norm = math.sqrt(sum(x * x for x in vector))
@@ -361,7 +362,7 @@ class ScriptedLLM:
         """Seconds between streamed events (0: as fast as the socket takes them)."""
         self.responder: Responder | None = None
         """Answers chat requests the queue has no step for (None: "script exhausted")."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `wait_for` conditions read state under it
         self._changed = threading.Condition(self._lock)
         self._queues: dict[Endpoint, deque[Step | Responder]] = {
             "chat": deque(),
