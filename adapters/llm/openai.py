@@ -40,7 +40,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-import msgspec
 import structlog
 
 from adapters.llm.errors import Redactor, Transient, error_for_status
@@ -54,6 +53,7 @@ from adapters.llm.wire import (
     decode_embeddings,
     decode_models,
     deltas_of,
+    encode,
     estimate_usage,
 )
 from codeforge.ports.llm import (
@@ -158,8 +158,9 @@ class OpenAICompatibleModel:
     ) -> ChatResponse:
         endpoint = request.endpoint
         stream = on_delta is not None
-        payload = msgspec.json.encode(chat_body(request, stream=stream))
+        payload = encode(chat_body(request, stream=stream))
         streamed = _Streamed()
+        where = f"the model endpoint {Redactor(endpoint).url}"
 
         async def deliver(delta: ChatDelta) -> None:
             assert on_delta is not None
@@ -172,12 +173,12 @@ class OpenAICompatibleModel:
         async def read(response: aiohttp.ClientResponse) -> Reply:
             if not stream:
                 return decode_completion(await self._body(response))
-            if response.content_type == "application/json":  # the provider did not stream
+            if response.content_type != "text/event-stream":  # the provider did not stream
                 reply = decode_completion(await self._body(response))
                 for delta in deltas_of(reply.message):
                     await deliver(delta)
                 return reply
-            return await self._read_stream(response, deliver)
+            return await self._read_stream(response, deliver, where)
 
         try:
             reply, attempts, latency = await self._call(
@@ -211,9 +212,7 @@ class OpenAICompatibleModel:
         # Providers cap the inputs of one request (OpenAI: 2048); batches stay well under.
         for start in range(0, len(inputs), self._batch):
             batch = list(inputs[start : start + self._batch])
-            payload = msgspec.json.encode(
-                {"model": endpoint.model, "input": batch, "encoding_format": "float"}
-            )
+            payload = encode({"model": endpoint.model, "input": batch, "encoding_format": "float"})
 
             async def read(
                 response: aiohttp.ClientResponse, n: int = len(batch)
@@ -400,6 +399,7 @@ class OpenAICompatibleModel:
         self,
         response: aiohttp.ClientResponse,
         deliver: Callable[[ChatDelta], Awaitable[None]],
+        where: str,
     ) -> Reply:
         decoder = SseDecoder(self._max_bytes)
         assembler = StreamAssembler()
@@ -418,7 +418,8 @@ class OpenAICompatibleModel:
                 await deliver(delta)
         if not assembler.complete:
             raise Transient(
-                "the streamed reply ended before it was complete (no finish_reason, no [DONE])"
+                f"{where} ended its streamed reply before it was complete (no finish_reason, "
+                "no [DONE])"
             )
         return assembler.result()
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.llm import LlmCircuitOpen, OpenAICompatibleModel
 from codeforge.ports.llm import (
@@ -311,6 +313,38 @@ async def test_streamed_deltas_reassemble_exactly_to_the_response_of_the_same_re
     assert len(deltas.items) >= min(pieces, 2), "the reply should arrive in several pieces"
     assert llm.script.chat_requests[1].json["stream"] is True
     assert llm.script.chat_requests[1].json["stream_options"] == {"include_usage": True}
+
+
+# Any text JSON can carry (no lone surrogates), names and argument texts of any shape.
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
+CALLS = st.lists(
+    st.tuples(st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12), TEXT),
+    max_size=3,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(text=st.none() | TEXT, calls=CALLS, chunk_size=st.integers(1, 9))
+async def test_any_streamed_reply_reassembles_to_the_same_reply_whole(
+    llm: Harness, text: str | None, calls: list[tuple[str, str]], chunk_size: int
+) -> None:
+    tool_calls = [(name, arguments, f"call_{n}") for n, (name, arguments) in enumerate(calls)]
+    step = reply(text=text, tool_calls=tool_calls, chunk_size=chunk_size)
+    llm.script.add(step, step)
+    deltas = Deltas()
+
+    whole = await llm.model.chat(llm.request())
+    streamed = await llm.model.chat(llm.request(), on_delta=deltas)
+
+    assert same_reply(streamed, whole)
+    assert whole.message.content == (text or None)
+    assert [(c.name, c.arguments) for c in whole.message.tool_calls] == calls
+    assert deltas.text == (text or "")
+    assert deltas.calls() == [(c.id, c.name, c.arguments) for c in whole.message.tool_calls]
 
 
 async def test_a_provider_answering_a_stream_request_whole_still_feeds_on_delta(
@@ -1047,6 +1081,19 @@ async def test_invalid_utf8_and_lone_surrogates_are_replaced_not_a_crash(llm: Ha
     (streamed.message.content + (whole.message.content or "")).encode("utf-8")  # storable
 
 
+async def test_a_lone_surrogate_in_a_message_is_sent_replaced_not_a_crash(llm: Harness) -> None:
+    llm.script.reply(text="ok")
+    tool_output = ChatMessage(role="user", content="binary junk \ud800 in a tool's output")
+
+    await llm.model.chat(llm.request(tool_output))
+    await llm.model.embed(llm.endpoint(), ["also \udfff here"])
+
+    assert llm.script.chat_requests[0].json["messages"][0]["content"] == (
+        "binary junk \ufffd in a tool's output"
+    )
+    assert llm.script.requests[-1].json["input"] == ["also \ufffd here"]
+
+
 async def test_replies_in_other_providers_dialects_are_read(llm: Harness) -> None:
     # Arguments as an object (Ollama), no tool call id, content as text parts, CRLF events.
     message = {
@@ -1073,7 +1120,7 @@ async def test_a_stream_that_ends_without_finishing_is_llm_unavailable(llm: Harn
     piece = {"choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]}
     llm.script.raw([b"data: " + json.dumps(piece).encode() + b"\n\n"])
 
-    with pytest.raises(LlmUnavailable, match="ended before it was complete"):
+    with pytest.raises(LlmUnavailable, match="ended its streamed reply before it was complete"):
         await llm.model.chat(llm.request(), on_delta=Deltas())
 
 
