@@ -21,14 +21,17 @@ The script is a queue of steps, one consumed per chat request, in arrival order:
   to plausible counts (≈4 characters a token); `None` sends none. `stream=None` streams iff
   the request asked. A stream sends text and each call's arguments in `chunk_size`-
   character pieces, then the finish reason, then usage when `stream_options.include_usage`
-  was set, then `[DONE]`. `stall_after=n` goes silent after n events (until the client
-  leaves); `disconnect_after=n` cuts the connection after n events (0: before any reply).
+  was set, then `[DONE]`; its first event carries only the role. `stall_after=n` goes
+  silent after n stream events (until the client leaves); `disconnect_after=n` cuts the
+  connection after n stream events (0: before any answer, streamed or whole).
 - `slow(seconds, ...)`: a reply after a delay (`delay=` works on every step).
 - `fail(status=429, retry_after=1)`, `fail(status=500)`, `fail(status=400, body={...})`:
   an error in OpenAI's shape (`error_body(...)`, `CONTEXT_TOO_LONG`), or any JSON or text
   body; `headers=` adds headers.
 - `raw(body, status=200, content_type=...)`: exact bytes (bad JSON, invalid UTF-8); a list
   of byte strings is sent piece by piece as a stream.
+- `add(step, ...)`: steps built with the module-level `reply`, `fail`, `raw` (reusable
+  values: `add(step, step)` plays one reply twice, e.g. whole then streamed).
 - `respond(fn)`: a step computed when its request arrives: `fn(request_json) -> Step`
   (build it with the module-level `reply`, `fail`, `raw`). `server.responder = fn` answers
   every chat request the queue has no step for.
