@@ -133,6 +133,8 @@ def loads(raw: bytes, what: str) -> Any:
     """JSON from a provider: invalid UTF-8 replaced, lone surrogates replaced."""
     try:
         return msgspec.json.decode(raw)
+    except RecursionError as e:
+        raise LlmBadResponse(f"{what} is JSON nested too deeply to read") from e
     except msgspec.DecodeError:
         pass  # invalid UTF-8 or a lone surrogate escape: the slower, forgiving path
     try:

@@ -692,6 +692,7 @@ PROVIDER_ERRORS: dict[str, tuple[int, Any, type[LlmError]]] = {
         {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]},
         LlmBadRequest,
     ),
+    "an error body nested too deeply": (400, "[" * 100_000 + "]" * 100_000, LlmBadRequest),
     "bad parameter": (
         400,
         error_body("Invalid value for 'temperature': must be at most 2.", param="temperature"),
@@ -721,6 +722,7 @@ UNREADABLE = {
     "no choices": b'{"id": "x", "choices": []}',
     "choices of the wrong type": b'{"choices": [{"message": 5}]}',
     "truncated json": b'{"choices": [{"message": {"content": "hel',
+    "nested too deeply": b"[" * 100_000 + b"]" * 100_000,
 }
 
 
@@ -981,6 +983,15 @@ def failures_that_could_leak_the_key() -> dict[str, Callable[[Harness], ChatRequ
         h.script.raw(f'{{"oops": "{KEY}'.encode())
         return h.request()
 
+    # Where a quote of a body is cut (200, 600 characters), half a key would show.
+    def json_cut_in_half(h: Harness) -> ChatRequest:
+        h.script.raw(b'{"oops": "' + b"x" * 176 + KEY.encode())
+        return h.request()
+
+    def message_cut_in_half(h: Harness) -> ChatRequest:
+        h.script.fail(status=400, message="y" * 585 + KEY)
+        return h.request()
+
     def in_the_url(h: Harness) -> ChatRequest:
         url = f"http://user:{KEY}@127.0.0.1:{free_port()}/v1"
         return h.request(endpoint=h.endpoint(base_url=url, max_retries=0))
@@ -1001,6 +1012,8 @@ def failures_that_could_leak_the_key() -> dict[str, Callable[[Harness], ChatRequ
         "400 echoing the key": echoed(400),
         "500 echoing the key": echoed(500),
         "bad json holding the key": bad_json,
+        "bad json cut in the middle of the key": json_cut_in_half,
+        "a message cut in the middle of the key": message_cut_in_half,
         "the key in the base url": in_the_url,
         "unreachable": unreachable,
         "a key with a line break": unsendable,
@@ -1021,7 +1034,8 @@ async def test_the_api_key_never_appears_in_an_error_message(
         await llm.model.chat(request)
 
     for text in texts_of(caught.value):
-        assert KEY not in text
+        assert KEY[:12] not in text
+        assert KEY[-12:] not in text
     out, err = capsys.readouterr()
     assert KEY not in out + err  # nor in what the adapter logged
 
