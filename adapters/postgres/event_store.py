@@ -76,7 +76,8 @@ _INSERT_RUN = (
     f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ("  # noqa: S608 - column names are constants
     "%(id)s, %(tenant_id)s, %(project_id)s, %(task_id)s, %(agent_id)s, %(status)s, %(mode)s,"
     " %(deliver)s, %(limits)s, %(policy_overrides)s, %(result)s, %(cost_usd)s, %(steps)s,"
-    " %(attempts)s, %(last_seq)s, %(lease_owner)s, %(lease_expires_at)s, %(started_at)s, %(finished_at)s,"
+    " %(attempts)s, %(last_seq)s, %(lease_owner)s, %(lease_expires_at)s, %(started_at)s,"
+    " %(finished_at)s,"
     " %(version)s, %(created_at)s, %(updated_at)s)"
 )
 _UPDATE_RUN = (
