@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from dependency_injector import containers, providers
@@ -46,6 +46,7 @@ from adapters.sandbox.docker import DockerSandboxFactory
 from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
+from adapters.webhook.approvals import NoNotifier, WebhookNotifier
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.executor import AgentExecutor
 from codeforge.agent.executor import Stores as AgentStores
@@ -62,6 +63,7 @@ from codeforge.ports.queue import Queue, RetryPolicy
 from codeforge.ports.sandbox import ISOLATION, SandboxFactory
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.checkpoints import BlobCheckpointer
 from codeforge.services.circuit_breaker import CircuitBreaker
@@ -167,6 +169,11 @@ async def running_llm(settings: Settings) -> AsyncIterator[LanguageModel]:
         yield model
     finally:
         await model.close()
+
+
+def webhook_secret(secrets: Secrets, settings: Settings) -> Callable[[], str | None]:
+    name = settings.approvals.webhook_secret
+    return lambda: secrets.get(name) if name else None
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -333,6 +340,7 @@ class Container(containers.DeclarativeContainer):
     )
     costs = providers.Singleton(Costs, cost_ledger)
     artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
+    approvals = providers.Singleton(RunApprovals, event_store, run_control)
 
     llm_proxy = providers.Singleton(
         LlmProxy,
@@ -348,6 +356,16 @@ class Container(containers.DeclarativeContainer):
         signing_key=providers.Callable(signing_key_from, secrets),
         settings=settings.provided.llm,
         max_output_tokens=settings.provided.agent.max_output_tokens,
+    )
+
+    approval_notifier = providers.Selector(
+        providers.Callable(lambda s: "webhook" if s.approvals.webhook_url else "none", settings),
+        webhook=providers.Singleton(
+            WebhookNotifier,
+            settings.provided.approvals.webhook_url,
+            secret=providers.Callable(webhook_secret, secrets, settings),
+        ),
+        none=providers.Singleton(NoNotifier),
     )
 
     # --- workers ------------------------------------------------------------
@@ -367,6 +385,9 @@ class Container(containers.DeclarativeContainer):
         feed=event_feed,
         agent_settings=settings.provided.agent,
         llm_settings=settings.provided.llm,
+        approval_settings=settings.provided.approvals,
+        notifier=approval_notifier,
+        public_url=settings.provided.http.public_url,
     )
     worker_id = providers.Callable(worker_name)
     run_worker = providers.Singleton(

@@ -20,6 +20,7 @@ from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
@@ -59,6 +60,7 @@ class Services:
     costs: Costs
     artifacts: Artifacts
     llm_proxy: LlmProxy
+    approvals: RunApprovals
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -188,6 +190,7 @@ class Runtime:
             costs=await c.costs(),
             artifacts=await c.artifacts(),
             llm_proxy=await c.llm_proxy(),
+            approvals=await c.approvals(),
         )
 
     async def _close_resources(self) -> None:

@@ -27,6 +27,8 @@ class Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 class HttpSettings(Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
+    # How people and webhooks reach this server (links in notices); empty: not known.
+    public_url: str = ""
     # Bodies larger than this are refused with 413 before they are read whole.
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
 
@@ -177,6 +179,20 @@ class ModelSettings(Section, frozen=True):
     context_window: PositiveInt = 128_000
 
 
+class ApprovalSettings(Section, frozen=True):
+    """What happens when the policy gate asks before a tool call."""
+
+    # Seconds a run waits for an answer; then the ask counts as denied.
+    timeout_seconds: Seconds = 600.0
+    # No human approver: asks follow the auto-approval rules at once (codeforge run is
+    # always headless; a run may ask for it with policy_overrides.headless: true).
+    headless: bool = False
+    # POSTed a JSON notice for every ask (empty: no webhook).
+    webhook_url: str = ""
+    # The NAME of a secret that signs webhook bodies (X-CodeForge-Signature), or empty.
+    webhook_secret: str = ""
+
+
 class WorkerSettings(Section, frozen=True):
     """Workers take runs off the queue and hold a lease on each while it executes."""
 
@@ -212,6 +228,7 @@ class Settings(Section, frozen=True):
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+    approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from codeforge.agent.approvals import Approvals
 from codeforge.agent.conversation import Conversation
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.deltas import DeltaPublisher
@@ -56,8 +57,9 @@ from codeforge.ports.context import ContextProvider
 from codeforge.ports.costs import Budgets, CostLedger
 from codeforge.ports.errors import PortError
 from codeforge.ports.events import EventStore, RunEventFeed
-from codeforge.ports.executor import CancelSignal, Journal, Outcome
+from codeforge.ports.executor import Journal, Outcome, RunControls
 from codeforge.ports.llm import LanguageModel, ModelEndpoint
+from codeforge.ports.notifier import ApprovalNotice, ApprovalNotifier
 from codeforge.ports.policy import PolicyGate
 from codeforge.ports.sandbox import (
     Sandbox,
@@ -74,7 +76,7 @@ from codeforge.ports.stores import (
     TenantStore,
 )
 from codeforge.services.secrets import Secrets
-from codeforge.settings import AgentSettings, LlmSettings
+from codeforge.settings import AgentSettings, ApprovalSettings, LlmSettings
 
 log = structlog.get_logger("codeforge.agent")
 
@@ -137,6 +139,9 @@ class AgentExecutor:
         feed: RunEventFeed | None,
         agent_settings: AgentSettings,
         llm_settings: LlmSettings,
+        approval_settings: ApprovalSettings,
+        notifier: ApprovalNotifier,
+        public_url: str = "",
         toolbox: Toolbox | None = None,
     ) -> None:
         self._stores = stores
@@ -152,9 +157,12 @@ class AgentExecutor:
         self._feed = feed
         self._settings = agent_settings
         self._llm_settings = llm_settings
+        self._approval_settings = approval_settings
+        self._notifier = notifier
+        self._public_url = public_url.rstrip("/")
         self._toolbox = toolbox or default_toolbox()
 
-    async def execute(self, run: Run, cancel: CancelSignal, journal: Journal) -> Outcome:
+    async def execute(self, run: Run, cancel: RunControls, journal: Journal) -> Outcome:
         structlog.contextvars.bind_contextvars(run_id=str(run.id))
         try:
             history = await self._stores.events.load(run.tenant_id, run.id)
@@ -266,7 +274,7 @@ class AgentExecutor:
         plan: Plan,
         workspace: RunWorkspace,
         history: list[StoredEvent],
-        cancel: CancelSignal,
+        cancel: RunControls,
         journal: Journal,
     ) -> Outcome:
         factory = self._sandboxes.get(run.mode)
@@ -318,6 +326,7 @@ class AgentExecutor:
                     bash_timeout=s.bash_timeout,
                     bash_max_timeout=s.bash_max_timeout,
                 ),
+                approvals=self._approvals_for(run, sandbox, cancel, journal),
             )
             scope = RunScope(
                 run_id=run.id,
@@ -367,6 +376,27 @@ class AgentExecutor:
             added.append(checkpoint)
         log.info("interrupted calls reported", calls=[c.call_id for c in pending])
         return added
+
+    def _approvals_for(
+        self, run: Run, sandbox: Sandbox, controls: RunControls, journal: Journal
+    ) -> Approvals:
+        a = self._approval_settings
+        answers = f"{self._public_url}/api/v1/runs/{run.id}/approvals" if self._public_url else ""
+        return Approvals(
+            journal,
+            controls,
+            headless=a.headless or run.policy_overrides.get("headless") is True,
+            timeout=a.timeout_seconds,
+            sandbox=sandbox.capabilities,
+            notifier=self._notifier,
+            notice_base=ApprovalNotice(
+                tenant_id=run.tenant_id,
+                run_id=run.id,
+                approval_id="",
+                tool="",
+                answer_url=answers,
+            ),
+        )
 
     async def _conversation(
         self,

@@ -32,9 +32,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 import structlog
 from msgspec import Struct
 
+from codeforge.agent.approvals import Approvals, Ask
 from codeforge.agent.conversation import Conversation, calls_as_dicts, estimate_tokens
 from codeforge.agent.deltas import DeltaPublisher
 from codeforge.agent.spending import Spending
@@ -127,7 +129,10 @@ class AgentLoop:
         spending: Spending,
         deltas: DeltaPublisher,
         settings: LoopSettings,
+        approvals: Approvals | None = None,
     ) -> None:
+        self._approvals = approvals
+        self._wall: asyncio.Timeout | None = None
         self._llm = llm
         self._tools = tools
         self._gate = gate
@@ -151,6 +156,7 @@ class AgentLoop:
         deadline = asyncio.get_running_loop().time() + s.wall_seconds
         try:
             async with asyncio.timeout_at(deadline) as wall:
+                self._wall = wall
                 while True:
                     if cancel.is_set():
                         return Outcome(status="cancelled")
@@ -311,6 +317,8 @@ class AgentLoop:
         signatures = []
         for p in planned:
             signatures.append(f"{p.call.name}({p.call.arguments})")
+            if p.decision is not None and p.decision.decision is Decision.ASK and not p.problem:
+                p = await self._race(self._ask_approver(p), cancel)
             result, seq = await self._race(self._execute(scope, p), cancel)
             conversation.add_tool_result(p.call.id, p.call.name, result.output)
             failures += 0 if result.ok else 1
@@ -323,6 +331,33 @@ class AgentLoop:
             all_failed=bool(planned) and failures == len(planned),
         )
         return record, None
+
+    async def _ask_approver(self, p: _Planned) -> _Planned:
+        """The call with the gate's `ask` replaced by the approver's allow or deny."""
+        assert p.decision is not None
+        if self._approvals is None or p.tool is None or p.arguments is None:
+            return p  # no approvals here: `_result_of` treats the ask as a denial
+        args = p.tool.decode(p.arguments)
+        verdict = await self._approvals.decide(
+            Ask(
+                call_id=p.call.id,
+                tool=p.tool.name,
+                category=p.tool.category,
+                arguments=p.arguments,
+                command=p.tool.command(args),
+                paths=p.tool.paths(args),
+                decision=p.decision,
+            )
+        )
+        when = self._wall.when() if self._wall is not None else None
+        if verdict.waited and self._wall is not None and when is not None:
+            self._wall.reschedule(when + verdict.waited)  # waiting for a person is not agent time
+        decided = msgspec.structs.replace(
+            p.decision,
+            decision=Decision.ALLOW if verdict.allow else Decision.DENY,
+            reason=verdict.reason,
+        )
+        return msgspec.structs.replace(p, decision=decided)
 
     async def _execute(self, scope: RunScope, p: _Planned) -> tuple[ToolResult, int]:
         """Run the call and store its `ToolCallCompleted`; the result and that event's seq."""

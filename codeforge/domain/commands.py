@@ -27,3 +27,7 @@ class ControlRun(Struct, frozen=True, kw_only=True):
     action: Literal["cancel", "approve", "deny"]
     approval_id: str | None = None
     reason: str = ""
+    # For approvals: this call only, or calls the same rule asks about for the rest of the run.
+    scope: Literal["once", "run"] = "once"
+    # Who decided (an API key id), for the audit trail.
+    decided_by: str = ""

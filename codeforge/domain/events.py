@@ -165,6 +165,32 @@ class CheckpointCreated(Event, frozen=True, kw_only=True):
     bytes: int = 0
 
 
+class ApprovalRequested(Event, frozen=True, kw_only=True):
+    """The policy gate asked: the run waits for an approver (status waiting_approval)."""
+
+    approval_id: str
+    call_id: str
+    tool: str
+    arguments: dict[str, Any] = {}
+    command: str | None = None
+    paths: list[str] = []
+    rule: str = ""
+    scope: str = ""
+    reason: str = ""
+    # Seconds the run waits before the ask counts as denied.
+    timeout_s: float = 0.0
+
+
+class ApprovalDecided(Event, frozen=True, kw_only=True):
+    approval_id: str
+    decision: str  # "allow" | "deny"
+    # "once": this call; "run": what the same rule asks about, for the rest of the run.
+    scope: str = "once"
+    # An API key id, "auto" (headless auto-approval rules) or "timeout".
+    decided_by: str = ""
+    reason: str = ""
+
+
 class CheckpointRestored(Event, frozen=True, kw_only=True):
     """The workspace was made equal to a checkpoint (a resume elsewhere, a rewind, a fork)."""
 
@@ -216,6 +242,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ToolCallCompleted,
         CheckpointCreated,
         CheckpointRestored,
+        ApprovalRequested,
+        ApprovalDecided,
         AgentNudged,
         ContextCompacted,
         ArtifactStored,

@@ -233,3 +233,23 @@ async def test_the_file_tree_folds_deep_folders_to_fit_its_budget(tmp_path: Path
     assert "README.md" in tight.text
     assert "pkg0/ (43 files)" in tight.text or "src/ (300 files)" in tight.text
     assert ".git" not in roomy.text
+
+
+# -- headless auto-approval ------------------------------------------------------------------
+
+
+def test_headless_rules_follow_the_sandboxs_isolation() -> None:
+    from codeforge.agent.approvals import auto_decision
+    from codeforge.ports.sandbox import Capabilities
+
+    isolated = Capabilities(
+        isolates_filesystem=True, isolates_processes=True, isolates_network=True
+    )
+    bare = Capabilities()
+    assert auto_decision("read", bare)[0]
+    assert auto_decision("control", bare)[0]
+    assert auto_decision("edit", isolated)[0]
+    assert not auto_decision("edit", bare)[0]
+    assert auto_decision("bash", isolated)[0]
+    assert not auto_decision("bash", Capabilities(isolates_filesystem=True))[0]
+    assert not auto_decision("network", isolated)[0]

@@ -72,6 +72,7 @@ def api_router(runtime: Runtime) -> Router:
             "dead_letters": service("dead_letters"),
             "costs": service("costs"),
             "artifacts": service("artifacts"),
+            "approvals": service("approvals"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),

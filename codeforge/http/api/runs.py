@@ -17,9 +17,16 @@ from codeforge.domain.keys import Principal
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, cursor_id, filters
 from codeforge.http.api.routes import get, post
-from codeforge.http.api.schemas import EventList, ListPage, RunCancel, RunCreate
+from codeforge.http.api.schemas import (
+    ApprovalAnswerBody,
+    EventList,
+    ListPage,
+    RunCancel,
+    RunCreate,
+)
 from codeforge.http.api.views import event_list, event_view
 from codeforge.ports.artifacts import ArtifactInfo
+from codeforge.services.approvals import Approval, RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.event_streams import EventStreams, Heartbeat, LiveDelta, StatusChange
 from codeforge.services.runs import Runs
@@ -107,6 +114,43 @@ class RunController(Controller):
         principal: NamedDependency[Principal],
     ) -> Run:
         return await runs.get(principal, run_id)
+
+    @get("/{run_id:uuid}/approvals", summary="The run's asks: pending and decided")
+    async def approvals(
+        self,
+        run_id: FromPath[uuid.UUID],
+        approvals: NamedDependency[RunApprovals],
+        principal: NamedDependency[Principal],
+    ) -> list[Approval]:
+        return await approvals.list(principal, run_id)
+
+    @post(
+        "/{run_id:uuid}/approvals/{approval_id:str}",
+        status_code=202,
+        summary="Answer an ask: allow or deny, once or for the rest of the run",
+        description=(
+            "The answer reaches the worker holding the run within a second; watch for "
+            "`ApprovalDecided` in the events. An approval already decided (or denied by "
+            "its timeout) is 409."
+        ),
+    )
+    async def answer(
+        self,
+        run_id: FromPath[uuid.UUID],
+        approval_id: FromPath[str],
+        data: JSONBody[ApprovalAnswerBody],
+        approvals: NamedDependency[RunApprovals],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> Approval:
+        return await approvals.answer(
+            principal,
+            run_id,
+            approval_id,
+            allow=data.decision == "allow",
+            scope=data.scope,
+            reason=data.reason,
+        )
 
     @get("/{run_id:uuid}/artifacts", summary="What the run delivered (without content)")
     async def artifacts(

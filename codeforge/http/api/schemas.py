@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
@@ -165,6 +165,13 @@ class RunCreate(Request, frozen=True, kw_only=True):
     # Tighten the limits of tenant, project and agent (never loosen them).
     limits: Limits | None = None
     policy_overrides: dict[str, Any] = {}
+
+
+class ApprovalAnswerBody(Request, frozen=True, kw_only=True):
+    decision: Literal["allow", "deny"]
+    # "run": also allow (or deny) what the same rule asks about for the rest of the run.
+    scope: Literal["once", "run"] = "once"
+    reason: str = ""
 
 
 class RunCancel(Request, frozen=True, kw_only=True):
