@@ -29,6 +29,7 @@ from codeforge.agent.approvals import Approvals
 from codeforge.agent.conversation import Conversation
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.deltas import DeltaPublisher
+from codeforge.agent.gates import GateRunner
 from codeforge.agent.loop import AgentLoop, LoopSettings, RunScope
 from codeforge.agent.models import endpoint_for, find_model
 from codeforge.agent.prompt import assemble
@@ -47,6 +48,7 @@ from codeforge.domain.events import (
     ToolCallCompleted,
     ToolCallRequested,
     WorkspacePrepared,
+    WorkspaceRolledBack,
 )
 from codeforge.domain.model_configs import ModelConfig
 from codeforge.domain.projects import Project
@@ -80,6 +82,7 @@ from codeforge.settings import AgentSettings, ApprovalSettings, LlmSettings
 
 log = structlog.get_logger("codeforge.agent")
 
+FAILED_ATTEMPT = "failed-attempt"
 INTERRUPTED = (
     "interrupted: the worker running this call stopped before it finished (the run was "
     "resumed). Whatever the call did is in the workspace now; check before you retry it."
@@ -172,6 +175,11 @@ class AgentExecutor:
                 outcome = await self._work(run, plan, workspace, history, cancel, journal)
             finally:
                 await self._ledger.release_run(run.tenant_id, run.id)
+            if (
+                outcome.reason == "quality_gates_failed"
+                and plan.project.gates.rollback_on_gate_fail
+            ):
+                await self._roll_back(run, workspace, journal)
             return await self._delivery.deliver(run, plan.task, workspace, outcome, journal)
         except _Ended as ended:
             log.info("run ended early", reason=ended.outcome.reason)
@@ -321,12 +329,19 @@ class AgentExecutor:
                     wall_seconds=float(run.limits.max_wall_seconds or s.default_wall_seconds),
                     context_window=plan.model.context_window,
                     compact_at=s.compact_at,
-                    stall_window=s.stall_window,
+                    # A project may switch stall detection off (a long, quiet build).
+                    stall_window=s.stall_window if plan.project.gates.stall_detection else 10**9,
                     output_chars=s.tool_output_chars,
                     bash_timeout=s.bash_timeout,
                     bash_max_timeout=s.bash_max_timeout,
                 ),
                 approvals=self._approvals_for(run, sandbox, cancel, journal),
+                gates=GateRunner(
+                    plan.project.gates,
+                    plan.project.quality_gates,
+                    lambda: self._delivery.changed_lines(workspace),
+                    output_chars=s.tool_output_chars,
+                ),
             )
             scope = RunScope(
                 run_id=run.id,
@@ -376,6 +391,19 @@ class AgentExecutor:
             added.append(checkpoint)
         log.info("interrupted calls reported", calls=[c.call_id for c in pending])
         return added
+
+    async def _roll_back(self, run: Run, workspace: RunWorkspace, journal: Journal) -> None:
+        """Keep the failed attempt as an artifact, then give the worktree its base back
+        (no state of this run passed its gates: a passing one would have ended it)."""
+        kept = await self._delivery.store_patch(run, workspace, journal, name=FAILED_ATTEMPT)
+        paths = await self._checkpoints.reset(workspace)
+        await journal.append(
+            WorkspaceRolledBack(
+                paths=paths,
+                kept_as=FAILED_ATTEMPT if kept else "",
+                reason="the quality gates failed on every attempt",
+            )
+        )
 
     def _approvals_for(
         self, run: Run, sandbox: Sandbox, controls: RunControls, journal: Journal

@@ -36,9 +36,11 @@ import msgspec
 import structlog
 from msgspec import Struct
 
+from codeforge.agent import gates
 from codeforge.agent.approvals import Approvals, Ask
 from codeforge.agent.conversation import Conversation, calls_as_dicts, estimate_tokens
 from codeforge.agent.deltas import DeltaPublisher
+from codeforge.agent.gates import GateRunner
 from codeforge.agent.spending import Spending
 from codeforge.agent.stall import NUDGE, StallDetector, StepRecord
 from codeforge.agent.tools import Toolbox, ToolContext, ToolResult
@@ -51,6 +53,7 @@ from codeforge.domain.events import (
     Event,
     ModelResponded,
     PolicyDecided,
+    QualityGatesChecked,
     ToolCallCompleted,
     ToolCallRequested,
 )
@@ -130,8 +133,11 @@ class AgentLoop:
         deltas: DeltaPublisher,
         settings: LoopSettings,
         approvals: Approvals | None = None,
+        gates: GateRunner | None = None,
     ) -> None:
         self._approvals = approvals
+        self._gates = gates if gates is not None and gates.active else None
+        self._gate_attempts = 0
         self._wall: asyncio.Timeout | None = None
         self._llm = llm
         self._tools = tools
@@ -169,9 +175,9 @@ class AgentLoop:
                     step += 1
                     await self._compact(scope, conversation)
                     planned = await self._race(self._ask(scope, conversation, step), cancel)
-                    record, finished = await self._act(scope, conversation, planned, cancel)
-                    if finished is not None:
-                        return Outcome(status="succeeded", summary=finished)
+                    record, ended = await self._act(scope, conversation, planned, cancel)
+                    if ended is not None:
+                        return ended
                     if not planned:
                         await self._nudge(scope, conversation, "no_tool_call", NO_TOOL_CALL)
                     verdict = stall.observe(record)
@@ -311,7 +317,8 @@ class AgentLoop:
         conversation: Conversation,
         planned: list[_Planned],
         cancel: CancelSignal,
-    ) -> tuple[StepRecord, str | None]:
+    ) -> tuple[StepRecord, Outcome | None]:
+        """Run the step's calls; the outcome when the run is done (finished, gates spent)."""
         changed = False
         failures = 0
         signatures = []
@@ -323,7 +330,8 @@ class AgentLoop:
             conversation.add_tool_result(p.call.id, p.call.name, result.output)
             failures += 0 if result.ok else 1
             if result.finished is not None:
-                return StepRecord(changed_workspace=True, calls=signatures), result.finished
+                done = StepRecord(changed_workspace=True, calls=signatures)
+                return done, await self._check_gates(scope, conversation, result.finished, cancel)
             changed = await self._checkpoint(scope, p, result, seq) or changed
         record = StepRecord(
             changed_workspace=changed,
@@ -331,6 +339,35 @@ class AgentLoop:
             all_failed=bool(planned) and failures == len(planned),
         )
         return record, None
+
+    async def _check_gates(
+        self, scope: RunScope, conversation: Conversation, summary: str, cancel: CancelSignal
+    ) -> Outcome | None:
+        """The run's outcome once the agent called finish: None sends it back to work."""
+        if self._gates is None:
+            return Outcome(status="succeeded", summary=summary)
+        self._gate_attempts += 1
+
+        async def emit(stream: StreamName, text: str) -> None:
+            await self._deltas.emit(stream, text, "quality-gates")
+
+        results = await self._race(self._gates.check(scope.sandbox, emit), cancel)
+        await self._deltas.flush()
+        ok = gates.passed(results)
+        await scope.journal.append(
+            QualityGatesChecked(
+                attempt=self._gate_attempts,
+                passed=ok,
+                results=[msgspec.to_builtins(r) for r in results],
+            )
+        )
+        if ok:
+            return Outcome(status="succeeded", summary=summary)
+        feedback = gates.report(results)
+        if self._gate_attempts >= self._gates.gates.max_attempts:
+            return Outcome(status="failed", reason="quality_gates_failed", summary=feedback)
+        await self._nudge(scope, conversation, "quality_gates", feedback)
+        return None
 
     async def _ask_approver(self, p: _Planned) -> _Planned:
         """The call with the gate's `ask` replaced by the approver's allow or deny."""

@@ -200,6 +200,25 @@ class CheckpointRestored(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class QualityGatesChecked(Event, frozen=True, kw_only=True):
+    """The gates ran after the agent called `finish`."""
+
+    attempt: int
+    passed: bool
+    # Each {"name", "passed", "required", "command", "exit_code", "output", "duration_s"}.
+    results: list[dict[str, Any]] = []
+
+
+class WorkspaceRolledBack(Event, frozen=True, kw_only=True):
+    """The worktree went back to a state whose gates passed (the base commit when none
+    did); the attempt that failed is kept as the artifact named here."""
+
+    checkpoint_id: uuid.UUID | None = None
+    paths: list[str] = []
+    kept_as: str = ""
+    reason: str = ""
+
+
 class AgentNudged(Event, frozen=True, kw_only=True):
     """A message the runtime added to the conversation (e.g. a stall correction)."""
 
@@ -244,6 +263,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CheckpointRestored,
         ApprovalRequested,
         ApprovalDecided,
+        QualityGatesChecked,
+        WorkspaceRolledBack,
         AgentNudged,
         ContextCompacted,
         ArtifactStored,

@@ -129,3 +129,7 @@ class CheckpointHook(Protocol):
     async def restore(self, workspace: RunWorkspace, checkpoint_id: uuid.UUID) -> list[str]:
         """Make the workspace equal to the checkpoint; returns the paths it changed."""
         ...
+
+    async def reset(self, workspace: RunWorkspace) -> list[str]:
+        """Make the workspace equal to its base commit again; returns the paths it changed."""
+        ...

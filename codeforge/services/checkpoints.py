@@ -103,10 +103,18 @@ class BlobCheckpointer:
 
     async def restore(self, workspace: RunWorkspace, checkpoint_id: uuid.UUID) -> list[str]:
         target = await self._store.get(workspace.tenant_id, checkpoint_id)
+        return await self._make_equal(workspace, target.files, target)
+
+    async def reset(self, workspace: RunWorkspace) -> list[str]:
+        return await self._make_equal(workspace, {}, None)
+
+    async def _make_equal(
+        self, workspace: RunWorkspace, files: dict[str, FileEntry], target: Checkpoint | None
+    ) -> list[str]:
         current = await self._git.snapshot(
             workspace.path, workspace.base_commit, index_file=self._index_of(workspace)
         )
-        to_base = [e.path for e in current if e.path not in target.files]
+        to_base = [e.path for e in current if e.path not in files]
         base_contents = await self._git.read_objects(
             workspace.path, [f"{workspace.base_commit}:{p}" for p in to_base]
         )
@@ -116,11 +124,14 @@ class BlobCheckpointer:
             data = base_contents.get(f"{workspace.base_commit}:{path}")
             await asyncio.to_thread(_put, root, path, data, None)
             changed.append(path)
-        for path, entry in target.files.items():
+        for path, entry in files.items():
             data = None if entry.sha256 is None else await self._store.blob(entry.sha256)
             await asyncio.to_thread(_put, root, path, data, entry.mode)
             changed.append(path)
-        self._last[workspace.run_id] = target
+        if target is not None:
+            self._last[workspace.run_id] = target
+        else:
+            self._last.pop(workspace.run_id, None)
         # Files were rewritten behind git's back, maybe within the second it last looked
         # and at the same size: make git read them instead of trusting its stat cache.
         await self._git.snapshot(

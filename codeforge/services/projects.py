@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 
 from codeforge.domain.errors import Conflict, NotFound
+from codeforge.domain.gates import QualityGates
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
@@ -85,6 +86,7 @@ class Projects(Catalog[Project]):
         source: str,
         default_branch: str | None = None,
         quality_gates: list[str] | None = None,
+        gates: QualityGates | None = None,
         policy_profile: str = "default",
         limits: Limits | None = None,
         description: str = "",
@@ -108,6 +110,7 @@ class Projects(Catalog[Project]):
             source=source,
             source_kind=kind,
             quality_gates=list(quality_gates or []),
+            gates=gates or QualityGates(),
             policy_profile=policy_profile,
             limits=limits or Limits(),
             description=description,

@@ -18,6 +18,7 @@ import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from codeforge.domain.agents import Backend
+from codeforge.domain.gates import QualityGates
 from codeforge.domain.keys import ApiKey, Role
 from codeforge.domain.limits import Limits
 from codeforge.domain.runs import DeliverMode, SandboxMode
@@ -69,6 +70,7 @@ class ProjectCreate(Request, frozen=True, kw_only=True):
     source: str
     default_branch: str | None = None
     quality_gates: list[str] = []
+    gates: QualityGates = QualityGates()
     policy_profile: str = "default"
     limits: Limits = Limits()
     description: str = ""
@@ -79,6 +81,7 @@ class ProjectUpdate(Request, frozen=True, kw_only=True):
     version: int
     default_branch: str | UnsetType = UNSET
     quality_gates: list[str] | UnsetType = UNSET
+    gates: QualityGates | UnsetType = UNSET
     policy_profile: str | UnsetType = UNSET
     limits: Limits | UnsetType = UNSET
     description: str | UnsetType = UNSET
