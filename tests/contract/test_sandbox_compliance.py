@@ -19,6 +19,7 @@ engine and its test image are set up by `tests/support/docker_engine.py`).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import secrets
 import socket
@@ -731,14 +732,123 @@ async def test_network_full_reaches_the_host_where_it_is_accepted(
 
 
 async def test_network_modes_an_adapter_cannot_provide_are_refused_at_open(
-    factory: SandboxFactory, open_sandbox: OpenSandbox
+    factory: SandboxFactory, open_sandbox: OpenSandbox, llm_proxy: str
 ) -> None:
     for mode in NetworkMode:
         if mode in factory.capabilities.network_modes:
-            await open_sandbox(network=mode)
+            await open_sandbox(network=mode, llm_socket=llm_proxy)
         else:
             with pytest.raises(SandboxUnsupported, match=mode.value):
-                await open_sandbox(network=mode)
+                await open_sandbox(network=mode, llm_socket=llm_proxy)
+
+
+# -- network mode llm: the proxy and nothing else ---------------------------------------------
+
+# Run by the sandbox's python3: a 1 MiB POST whose digest the proxy echoes, then a streamed
+# GET whose second line the proxy sends only 0.6 s after the first.
+LLM_CLIENT = """
+import hashlib, http.client, os, time, urllib.parse
+url = urllib.parse.urlsplit(os.environ["CODEFORGE_LLM_URL"])
+body = bytes(range(256)) * 4096
+connection = http.client.HTTPConnection(url.hostname, url.port, timeout=20)
+connection.request("POST", "/echo", body=body)
+response = connection.getresponse()
+print(response.status, response.read().decode())
+print("sent", len(body), hashlib.sha256(body).hexdigest())
+connection.request("GET", "/stream")
+response = connection.getresponse()
+first = response.readline().decode().strip()
+arrived = time.monotonic()
+second = response.readline().decode().strip()
+print("stream", first, second, round(time.monotonic() - arrived, 3))
+"""
+
+
+@pytest.fixture
+async def llm_proxy(tmp_path: Path) -> AsyncIterator[str]:
+    """An HTTP server on a unix socket standing in for CodeForge's LLM proxy; its path."""
+    from aiohttp import web
+
+    async def echo(request: web.Request) -> web.Response:
+        body = await request.read()
+        digest = hashlib.sha256(body).hexdigest()
+        return web.Response(text=f"received {len(body)} {digest}")
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"first\n")
+        await asyncio.sleep(0.6)
+        await response.write(b"second\n")
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/echo", echo)
+    app.router.add_get("/stream", stream)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    path = str(tmp_path / "llm-proxy.sock")
+    site = web.UnixSite(runner, path)
+    await site.start()
+    yield path
+    await runner.cleanup()
+
+
+def test_network_llm_without_the_proxy_socket_is_an_invalid_spec() -> None:
+    with pytest.raises(InvalidSandboxSpec, match="llm_socket"):
+        SandboxSpec(workspace="/w", network=NetworkMode.LLM)
+    with pytest.raises(InvalidSandboxSpec, match="llm_socket"):
+        SandboxSpec(workspace="/w", network=NetworkMode.LLM, llm_socket="relative.sock")
+
+
+async def test_network_llm_reaches_the_proxy_whole_and_streaming(
+    factory: SandboxFactory, open_sandbox: OpenSandbox, llm_proxy: str
+) -> None:
+    if NetworkMode.LLM not in factory.capabilities.network_modes:
+        with pytest.raises(SandboxUnsupported, match="llm"):
+            await open_sandbox(network=NetworkMode.LLM, llm_socket=llm_proxy)
+        return
+    sandbox = await open_sandbox(network=NetworkMode.LLM, llm_socket=llm_proxy)
+    result = await sandbox.exec(["python3", "-c", LLM_CLIENT], timeout=30)
+    assert result.ok, result
+    received, sent, streamed = result.stdout.splitlines()
+    assert received.removeprefix("200 received ") == sent.removeprefix("sent ")
+    label, first, second, gap = streamed.split()
+    assert (label, first, second) == ("stream", "first", "second")
+    assert float(gap) >= 0.4, "the first line was held back until the stream ended"
+
+
+async def test_network_llm_reaches_nothing_else_where_the_adapter_isolates(
+    factory: SandboxFactory, open_sandbox: OpenSandbox, llm_proxy: str, loopback_port: int
+) -> None:
+    if NetworkMode.LLM not in factory.capabilities.network_modes:
+        return  # refused at open: shown by the test above
+    sandbox = await open_sandbox(network=NetworkMode.LLM, llm_socket=llm_proxy)
+    result = await sandbox.exec(connect_script(loopback_port), timeout=10)
+    if sandbox.capabilities.isolates_network:
+        assert result.exit_code != 0
+        assert "hello" not in result.stdout
+    else:
+        assert sandbox.kind == "mount"
+        assert result.stdout == "hello\n"
+
+
+async def test_network_llm_refuses_a_proxy_socket_that_is_not_there(
+    factory: SandboxFactory, open_sandbox: OpenSandbox, tmp_path: Path
+) -> None:
+    if NetworkMode.LLM not in factory.capabilities.network_modes:
+        return
+    with pytest.raises(SandboxPathNotFound, match="LLM proxy socket"):
+        await open_sandbox(network=NetworkMode.LLM, llm_socket=str(tmp_path / "no.sock"))
+    (tmp_path / "plain-file").write_text("x")
+    with pytest.raises(WrongFileType, match="not a unix socket"):
+        await open_sandbox(network=NetworkMode.LLM, llm_socket=str(tmp_path / "plain-file"))
+
+
+async def test_network_none_and_full_do_not_announce_a_proxy(sandbox: Sandbox) -> None:
+    result = await sandbox.exec(["env"])
+    assert "CODEFORGE_LLM_URL" not in result.stdout
 
 
 # -- isolation and limits: enforced, or said not to be --------------------------------------

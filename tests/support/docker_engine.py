@@ -150,6 +150,12 @@ class _Unavailable:
     async def check(self) -> None:
         raise SandboxUnavailable(self.reason)
 
+    async def start(self) -> None:
+        raise SandboxUnavailable(self.reason)
+
+    async def close(self) -> None:
+        pass
+
     async def open(self, spec: object) -> None:
         raise SandboxUnavailable(self.reason)
 
