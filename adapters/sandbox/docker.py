@@ -623,7 +623,15 @@ class DockerSandboxFactory:
                 ) from e
             container.reload()
             init_pid = int(container.attrs["State"]["Pid"])
-            namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
+            if init_pid == 0:
+                raise IdleGone("the container exited at once")
+            try:
+                namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
+            except FileNotFoundError as e:
+                container.reload()
+                if container.status != "running":
+                    raise IdleGone("the container exited at once") from e
+                raise
             idle = wait_for_idle(init_pid)
             if llm:
                 wait_for_listener(idle, INSIDE_PORT)
