@@ -62,7 +62,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -73,13 +72,7 @@ import msgspec
 import structlog
 
 from adapters.sandbox import mounts, processes
-from adapters.sandbox.docker_pool import (
-    Started,
-    Template,
-    WarmPool,
-    owner_directory_name,
-    remove_orphan_directories,
-)
+from adapters.sandbox.docker_pool import Started, Template, WarmPool, remove_orphan_directories
 from adapters.sandbox.environment import SAFE_PATH, sandbox_environment
 from adapters.sandbox.host import (
     HostSandbox,
@@ -96,6 +89,7 @@ from adapters.sandbox.llm_relay import (
     forwarder_argv,
     llm_env,
 )
+from adapters.sandbox.owners import is_orphan, owner_label, owner_tag, tag_is_gone
 from adapters.sandbox.paths import Workspace
 from codeforge.ports.sandbox import (
     Capabilities,
@@ -135,38 +129,9 @@ WRAPPER = (
 )
 
 
-def process_start(pid: int) -> str:
-    """The start time of `pid` (clock ticks since boot), "" when it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_label() -> str:
-    """Who owns a container: host, pid and the pid's start time (pids are reused)."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
-
-
 def pool_directory(base: str) -> str:
-    """This process's warm pool directory under `base` (named like its owner label)."""
-    pid = os.getpid()
-    return os.path.join(base, owner_directory_name(pid, process_start(pid)))
-
-
-def is_gone(pid: int, started: str) -> bool:
-    return process_start(pid) != started
-
-
-def is_orphan(owner: str) -> bool:
-    """Whether a container labelled `owner` belongs to a process of this host that is gone."""
-    host, _, rest = owner.partition(":")
-    pid, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return process_start(int(pid)) != started
+    """This process's warm pool directory under `base`."""
+    return os.path.join(base, owner_tag())
 
 
 def kill_pids(pids: set[int]) -> None:
@@ -561,7 +526,7 @@ class DockerSandboxFactory:
             if is_orphan(container.labels.get(OWNER_LABEL, "")):
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
-        remove_orphan_directories(self._pool_base, is_gone)
+        remove_orphan_directories(self._pool_base, tag_is_gone)
 
     def _start(self, template: Template, source: str, *, slot: bool = False) -> Started:
         """Create and start a container whose /workspace is `source` (a pool slot, bound

@@ -82,19 +82,15 @@ class Started(NamedTuple):
     """The pool slot bound at /workspace (None: the workspace was bound at creation)."""
 
 
-def owner_directory_name(pid: int, started: str) -> str:
-    return f"{pid}-{started}"
-
-
-def remove_orphan_directories(base: str, is_gone: Callable[[int, str], bool]) -> None:
-    """Unmount and remove the pool directories under `base` of processes that are gone."""
+def remove_orphan_directories(base: str, is_gone: Callable[[str], bool]) -> None:
+    """Unmount and remove the pool directories under `base` of processes that are gone
+    (`is_gone` is asked with each directory's name: its owner's tag)."""
     try:
         entries = os.listdir(base)
     except FileNotFoundError:
         return
     for entry in entries:
-        pid, _, started = entry.partition("-")
-        if pid.isdigit() and is_gone(int(pid), started):
+        if is_gone(entry):
             path = os.path.join(base, entry)
             mounts.unmount_all_under(path)
             mounts.remove_empty_directories(path)

@@ -83,7 +83,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Final, Literal, Protocol, Self
+from typing import Final, Literal, Protocol, Self, runtime_checkable
 
 from msgspec import Struct, field
 
@@ -617,6 +617,11 @@ class LayerDiff(Struct, frozen=True, kw_only=True):
     """`git diff`-style unified diff (`a/` and `b/` prefixes) of the files that are text
     before and after; binary and very large files appear as a "Binary files ... differ"
     line, links as their target text."""
+    conflicts: tuple[str, ...] = ()
+    """Paths the layer changed that the host also changed since the layer began: while
+    any remain, `merge()` refuses. They are not in `changes`."""
+    skipped: tuple[str, ...] = ()
+    """Special files (fifos, sockets, devices) in the layer, which are never merged."""
 
     @property
     def added(self) -> tuple[str, ...]:
@@ -635,10 +640,12 @@ class LayerDiff(Struct, frozen=True, kw_only=True):
         return not self.changes
 
 
+@runtime_checkable
 class LayeredSandbox(Sandbox, Protocol):
     """A sandbox whose writes land in a layer (`Capabilities.layered_writes`): the hybrid
-    adapter. Commands and file operations see the workspace with the layer on top; the
-    workspace itself changes only in `merge()`.
+    adapter; runtime-checkable, so a caller holding a `Sandbox` can ask `isinstance`.
+    Commands and file operations see the workspace with the layer on top; the workspace
+    itself changes only in `merge()`.
 
     The layer begins at `open()` and again after every merge or discard; "the workspace
     as the layer began" is the base a merge compares the host against.

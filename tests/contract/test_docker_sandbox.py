@@ -21,7 +21,7 @@ import docker
 import pytest
 
 from adapters.sandbox import mounts
-from adapters.sandbox.docker import LABEL, OWNER_LABEL, DockerSandbox, DockerSandboxFactory
+from adapters.sandbox.docker import LABEL, DockerSandbox, DockerSandboxFactory
 from adapters.sandbox.docker_pool import Template, WarmPool
 from codeforge.ports.sandbox import (
     NetworkMode,
@@ -31,21 +31,27 @@ from codeforge.ports.sandbox import (
     SandboxUnavailable,
     SandboxUnsupported,
 )
-from tests.support.docker_engine import (  # noqa: F401 - docker_engine is a fixture
-    IMAGE,
-    docker_engine,
-    docker_factory,
-    system_mounts,
-)
+from tests.support.docker_engine import docker_factory, engine
 
 pytestmark = pytest.mark.contract
 
 DEFAULT = Template.of(SandboxSpec(workspace="/"))
+# Runs a command as root without CAP_SYS_ADMIN (util-linux).
+WITHOUT_SYS_ADMIN = ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin"]
+
+
+@pytest.fixture(scope="session")
+def engine_host() -> str:
+    """The test engine's URL; skips (printing why) when there is none."""
+    try:
+        return engine()
+    except SandboxUnavailable as e:
+        pytest.skip(f"no docker engine: {e}")
 
 
 @pytest.fixture
 async def make_factory(
-    docker_engine: str,  # noqa: F811
+    engine_host: str,
     tmp_path: Path,
 ) -> AsyncIterator[Callable[..., Any]]:
     """Build docker factories on the test engine (checked, pools in tmp_path); all closed."""
@@ -79,8 +85,16 @@ async def wait_ready(pool: WarmPool, template: Template, count: int, within: flo
         await asyncio.sleep(0.05)
 
 
+def exists(path: str | Path) -> bool:
+    return os.path.exists(path)
+
+
+def real_path(path: str | Path) -> str:
+    return os.path.realpath(path)
+
+
 def mount_points_under(path: Path) -> list[str]:
-    return mounts.mounts_under(os.path.realpath(path))
+    return mounts.mounts_under(real_path(path))
 
 
 # -- the warm pool ------------------------------------------------------------------------
@@ -106,7 +120,7 @@ async def test_a_warm_open_binds_the_workspace_into_a_started_container(
         await wait_ready(factory.pool, DEFAULT, 1)
     finally:
         await sandbox.close()
-    assert mount_points_under(tmp_path / "pool") == [os.path.realpath(factory.pool.directory)]
+    assert mount_points_under(tmp_path / "pool") == [real_path(factory.pool.directory)]
     assert (workspace / "one.txt").read_text() == "one"
 
 
@@ -119,7 +133,8 @@ async def test_warm_containers_never_see_another_runs_workspace(
     first = await factory.open(SandboxSpec(workspace=str(workspace_with(tmp_path, "first"))))
     second = await factory.open(SandboxSpec(workspace=str(workspace_with(tmp_path, "second"))))
     try:
-        assert first.warm and second.warm
+        assert first.warm
+        assert second.warm
         assert (await first.exec(["ls", "/workspace"])).stdout == "first.txt\n"
         assert (await second.exec(["ls", "/workspace"])).stdout == "second.txt\n"
         # Nothing of the pool's directory (other slots) is visible inside.
@@ -152,23 +167,25 @@ async def test_a_template_not_in_the_pool_opens_cold_then_warm(
 
 
 async def test_closing_the_factory_removes_the_pool(
-    make_factory: Callable[..., Any], docker_engine: str, tmp_path: Path  # noqa: F811
+    make_factory: Callable[..., Any],
+    engine_host: str,
+    tmp_path: Path,
 ) -> None:
     factory = await make_factory(warm_pool=2)
     await factory.start()
     await wait_ready(factory.pool, DEFAULT, 2)
     directory = factory.pool.directory
-    client = docker.DockerClient(base_url=docker_engine)
+    client = docker.DockerClient(base_url=engine_host)
     before = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
     await factory.close()
     after = {c.id for c in client.containers.list(all=True, filters={"label": LABEL})}
     assert len(before - after) == 2
-    assert not os.path.exists(directory)
+    assert not exists(directory)
     assert mount_points_under(tmp_path / "pool") == []
 
 
 async def test_a_crashed_processs_pool_is_unmounted_and_removed_without_touching_workspaces(
-    docker_engine: str,  # noqa: F811
+    engine_host: str,
     tmp_path: Path,
 ) -> None:
     base = tmp_path / "pool"
@@ -185,7 +202,7 @@ async def test_a_crashed_processs_pool_is_unmounted_and_removed_without_touching
 
 
 def test_without_cap_sys_admin_the_pool_says_why_and_opens_are_cold(
-    docker_engine: str,  # noqa: F811
+    engine_host: str,
     tmp_path: Path,
 ) -> None:
     workspace = workspace_with(tmp_path, "ws")
@@ -207,13 +224,12 @@ async def main():
 asyncio.run(main())
 """
     result = subprocess.run(
-        ["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin", sys.executable, "-c"]
-        + [script],
+        [*WITHOUT_SYS_ADMIN, sys.executable, "-c", script],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "DOCKER_HOST": docker_engine},
+        env={**os.environ, "DOCKER_HOST": engine_host},
     )
     assert result.returncode == 0, result.stderr
     output = result.stdout + result.stderr
@@ -246,10 +262,12 @@ async def test_tmp_and_home_are_capped_at_the_scratch_size(
 
 
 async def test_a_storage_quota_the_driver_cannot_enforce_is_refused(
-    make_factory: Callable[..., Any], docker_engine: str, tmp_path: Path  # noqa: F811
+    make_factory: Callable[..., Any],
+    engine_host: str,
+    tmp_path: Path,
 ) -> None:
     factory = await make_factory()
-    driver = docker.DockerClient(base_url=docker_engine).info()
+    driver = docker.DockerClient(base_url=engine_host).info()
     spec = SandboxSpec(
         workspace=str(workspace_with(tmp_path, "ws")), limits=SandboxLimits(disk_bytes=2**30)
     )
@@ -305,9 +323,7 @@ async def test_llm_mode_without_python3_in_the_image_is_refused_saying_so(
         workspace=str(workspace_with(tmp_path, "ws")),
         network=NetworkMode.LLM,
         llm_socket=str(proxy),
-        read_only_mounts=(
-            ReadOnlyMount(source=str(broken), target=os.path.realpath("/usr/bin/python3")),
-        ),
+        read_only_mounts=(ReadOnlyMount(source=str(broken), target=real_path("/usr/bin/python3")),),
     )
     try:
         with pytest.raises(SandboxUnsupported, match="needs python3 in the image"):

@@ -1,7 +1,7 @@
 """The sandbox compliance suite: one set of tests, run against every sandbox adapter.
 
 `ADAPTERS` is the parametrisation: an adapter joins the suite by adding its name and a
-builder there (docker and hybrid will). Every guarantee of `codeforge.ports.sandbox` is
+builder there. Every guarantee of `codeforge.ports.sandbox` is
 checked on every adapter; where an adapter cannot provide one (mount cannot cut the
 network), the test asserts that its `Capabilities` say so — and, where that is safe to
 show, that the weakness is real, so a flag cannot lie in either direction. A test never
@@ -36,6 +36,7 @@ from hypothesis import strategies as st
 
 from adapters.sandbox.bwrap import BwrapSandboxFactory
 from adapters.sandbox.docker import LABEL, OWNER_LABEL, owner_label
+from adapters.sandbox.hybrid import HybridSandboxFactory
 from adapters.sandbox.mount import MountSandboxFactory
 from codeforge.domain.errors import ValidationFailed
 from codeforge.domain.runs import SandboxMode
@@ -43,6 +44,7 @@ from codeforge.ports.sandbox import (
     BASE_ENV_NAMES,
     ISOLATION,
     InvalidSandboxSpec,
+    LayeredSandbox,
     NetworkMode,
     OutputChunk,
     PathEscape,
@@ -66,6 +68,8 @@ ADAPTERS: dict[str, Callable[[], SandboxFactory]] = {
     "mount": MountSandboxFactory,
     "bwrap": BwrapSandboxFactory,
     "docker": docker_factory,
+    # Overlay layers where this process may mount (root), else copies; bwrap underneath.
+    "hybrid": lambda: HybridSandboxFactory(inner=BwrapSandboxFactory()),
 }
 
 # Variables a test sets in its own environment: a command must never see them.
@@ -160,6 +164,13 @@ def pids_running(marker: str) -> set[int]:
         if marker.encode() in cmdline and state != "Z" and int(entry) != os.getpid():
             found.add(int(entry))
     return found
+
+
+async def settle(sandbox: Sandbox) -> None:
+    """Make the sandbox's writes reach the workspace: at once, or at merge for a layered one."""
+    if sandbox.capabilities.layered_writes:
+        assert isinstance(sandbox, LayeredSandbox)
+        await sandbox.merge()
 
 
 def names_in(directory: Path) -> list[str]:
@@ -462,7 +473,37 @@ async def test_files_written_by_a_command_are_read_by_read_file_and_back(
     await sandbox.write_file("deep/er/f.txt", "from write_file ✓")
     result = await sandbox.exec(["cat", "deep/er/f.txt"])
     assert result.stdout == "from write_file ✓"
+    await settle(sandbox)
     assert (workspace / "deep/er/f.txt").read_text() == "from write_file ✓"
+    assert (workspace / "out/c.txt").read_text() == "from command"
+
+
+async def test_writes_reach_the_workspace_at_once_or_at_merge_as_the_adapter_says(
+    open_sandbox: OpenSandbox, workspace: Path
+) -> None:
+    (workspace / "kept.txt").write_text("host")
+    sandbox = await open_sandbox()
+    await sandbox.write_file("new.txt", "new")
+    await sandbox.exec("echo edited > kept.txt")
+    if not sandbox.capabilities.layered_writes:
+        assert (workspace / "new.txt").read_text() == "new"
+        assert (workspace / "kept.txt").read_text() == "edited\n"
+        return
+    assert isinstance(sandbox, LayeredSandbox)
+    assert names_in(workspace) == ["kept.txt"]
+    assert (workspace / "kept.txt").read_text() == "host"
+    assert await sandbox.read_file("kept.txt") == b"edited\n"
+    diff = await sandbox.changes()
+    assert (diff.added, diff.modified, diff.deleted) == (("new.txt",), ("kept.txt",), ())
+    assert "+edited" in diff.patch
+    merged = await sandbox.merge()
+    assert merged.changes == diff.changes
+    assert (workspace / "kept.txt").read_text() == "edited\n"
+    assert (workspace / "new.txt").read_text() == "new"
+    await sandbox.write_file("dropped.txt", "x")
+    await sandbox.discard()
+    assert not (workspace / "dropped.txt").exists()
+    assert (await sandbox.changes()).empty
 
 
 async def test_write_file_replaces_content_and_keeps_permissions(sandbox: Sandbox) -> None:
@@ -588,6 +629,7 @@ async def test_symlinks_that_stay_inside_are_followed(sandbox: Sandbox, workspac
     (workspace / "alias").symlink_to("real")
     assert await sandbox.read_file("alias/file.txt") == b"inside"
     await sandbox.write_file("alias/new.txt", "via alias")
+    await settle(sandbox)
     assert (workspace / "real/new.txt").read_text() == "via alias"
     result = await sandbox.exec(["cat", "file.txt"], cwd="alias")
     assert result.stdout == "inside"
@@ -929,7 +971,7 @@ async def test_memory_and_pids_limits_are_not_claimed_without_cgroups(
     # A memory hog or a fork bomb is run only under adapters that enforce tree-wide
     # limits (docker's cgroups); mount and bwrap run as root here, where RLIMIT_NPROC
     # does not bind, so they must not claim either.
-    if factory.kind in {"mount", "bwrap"}:
+    if factory.kind in {"mount", "bwrap", "hybrid"}:
         assert not factory.capabilities.enforces_memory_limit
         assert not factory.capabilities.enforces_pids_limit
     elif factory.kind == "docker":
@@ -1059,11 +1101,7 @@ async def test_an_explicit_kind_that_cannot_run_is_a_problem_not_a_fallback() ->
 
 
 def test_the_suite_covers_every_sandbox_kind_that_exists() -> None:
-    # docker and hybrid join ADAPTERS when their adapters exist; until then, this is
-    # the list of what the suite does not yet check.
-    assert set(ADAPTERS) <= {m.value for m in SandboxMode}
-    pending = {m.value for m in SandboxMode} - set(ADAPTERS)
-    assert pending <= {"docker", "hybrid"}
+    assert set(ADAPTERS) == {m.value for m in SandboxMode}
 
 
 # -- docker only: containers left behind ------------------------------------------------
