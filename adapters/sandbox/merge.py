@@ -264,6 +264,7 @@ def evaluate(
                 candidates.setdefault(hidden, None)
     plan = Plan([], [], [], [])
     replaced: set[str] = set()  # host directories a step moves away whole
+    created: set[str] = set()  # directories a step puts where the host has none
     refused: set[str] = set()  # directories in conflict: nothing below them is planned
     for path in sorted(candidates, key=parts_key):
         if _under(path, refused):
@@ -273,7 +274,7 @@ def evaluate(
             plan.skipped.append(path)
             continue
         try:
-            now = host.entry(path)
+            now = None if _under(path, created) else host.entry(path)
         except Blocked:
             plan.conflicts.append(path)
             continue
@@ -315,6 +316,8 @@ def evaluate(
             plan.steps.append(Step("chmod", path, now, mode))
         else:
             plan.steps.append(Step("put", path, now, mode))
+            if new.kind == "directory":
+                created.add(path)
     return plan
 
 
@@ -365,28 +368,38 @@ def _same(path: str, now: Entry, new: Entry, host: Tree, layer: Tree) -> bool:
 
 
 def render_patch(plan: Plan, host: Tree, layer: Tree) -> str:
-    """A `git diff`-style patch of the plan's files and links (host before, layer after)."""
+    """A `git diff`-style patch of the plan's files and links (host before, layer after).
+
+    A path whose kind changes (a file that becomes a link or a directory) shows as the
+    old one deleted and the new one added, as git shows it; directories do not show.
+    """
     out: list[str] = []
     for change in sorted(plan.changes, key=lambda c: parts_key(c.path)):
-        if change.kind not in ("file", "symlink"):
-            continue
-        old_kind = None
-        old: bytes | None = None
+        old_kind: FileKind | None = None
         if change.change != "added":
             entry = host.entry(change.path)
             old_kind = entry.kind if entry else None
-            old = _content(host, change.path, old_kind)
-        new = None if change.change == "deleted" else _content(layer, change.path, change.kind)
-        out.append(_file_patch(change, old_kind, old, new))
+        new_kind = None if change.change == "deleted" else change.kind
+        old = _content(host, change.path, old_kind)
+        new = _content(layer, change.path, new_kind)
+        old_mode = _git_mode(old_kind, change.old_mode)
+        new_mode = _git_mode(new_kind, change.mode)
+        if old is not None and new is not None and old_kind == new_kind:
+            out.append(_file_patch(change.path, old_mode, old, new_mode, new))
+            continue
+        if old is not None:
+            out.append(_file_patch(change.path, old_mode, old, None, None))
+        if new is not None:
+            out.append(_file_patch(change.path, None, None, new_mode, new))
     return "".join(out)
 
 
 def _content(tree: Tree, path: str, kind: FileKind | None) -> bytes | None:
+    """A file's bytes (up to just past MAX_TEXT) or a link's target; None for the rest."""
     if kind == "symlink":
         return os.fsencode(tree.readlink(path))
     if kind == "file":
-        data = tree.read(path, MAX_TEXT + 1)
-        return data
+        return tree.read(path, MAX_TEXT + 1)
     return None
 
 
@@ -397,15 +410,14 @@ def _git_mode(kind: FileKind | None, mode: int | None) -> str:
 
 
 def _file_patch(
-    change: LayerChange, old_kind: FileKind | None, old: bytes | None, new: bytes | None
+    path: str, old_mode: str | None, old: bytes | None, new_mode: str | None, new: bytes | None
 ) -> str:
-    a, b = f"a/{change.path}", f"b/{change.path}"
+    """One file's patch: added (old None), deleted (new None) or modified."""
+    a, b = f"a/{path}", f"b/{path}"
     head = [f"diff --git {a} {b}\n"]
-    old_mode = _git_mode(old_kind, change.old_mode)
-    new_mode = _git_mode(change.kind, change.mode)
-    if change.change == "added":
+    if old is None:
         head.append(f"new file mode {new_mode}\n")
-    elif change.change == "deleted":
+    elif new is None:
         head.append(f"deleted file mode {old_mode}\n")
     elif old_mode != new_mode:
         head += [f"old mode {old_mode}\n", f"new mode {new_mode}\n"]
