@@ -23,6 +23,8 @@ import pytest
 from adapters.sandbox import mounts
 from adapters.sandbox.docker import LABEL, DockerSandbox, DockerSandboxFactory
 from adapters.sandbox.docker_pool import Template, WarmPool
+from codeforge.container import resolved_sandbox
+from codeforge.domain.runs import SandboxMode
 from codeforge.ports.sandbox import (
     NetworkMode,
     ReadOnlyMount,
@@ -31,6 +33,7 @@ from codeforge.ports.sandbox import (
     SandboxUnavailable,
     SandboxUnsupported,
 )
+from codeforge.settings import SandboxSettings, Settings
 from tests.support.docker_engine import docker_factory, engine
 
 pytestmark = pytest.mark.contract
@@ -330,3 +333,25 @@ async def test_llm_mode_without_python3_in_the_image_is_refused_saying_so(
             await factory.open(spec)
     finally:
         server.close()
+
+
+# -- with the process ---------------------------------------------------------------------
+
+
+async def test_the_chosen_docker_sandbox_keeps_its_pool_for_the_life_of_the_process(
+    engine_host: str, tmp_path: Path
+) -> None:
+    factory = docker_factory(warm_pool=1, pool_directory=str(tmp_path / "pool"))
+    assert isinstance(factory, DockerSandboxFactory)
+    settings = Settings(sandbox=SandboxSettings(kind="docker", docker_warm_pool=1))
+    # The container's resource: started at start, closed at shutdown (Phase.CLOSE_POOL).
+    resource = resolved_sandbox(settings, {SandboxMode.DOCKER: factory})
+    choice = await anext(resource)
+    assert choice.kind is SandboxMode.DOCKER
+    assert factory.pool is not None
+    await wait_ready(factory.pool, DEFAULT, 1)
+    directory = factory.pool.directory
+    await resource.aclose()
+    assert not factory.pool.active
+    assert not exists(directory)
+    assert mount_points_under(tmp_path / "pool") == []

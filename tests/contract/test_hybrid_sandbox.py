@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from adapters.sandbox import mounts
@@ -25,6 +26,7 @@ from adapters.sandbox.bwrap import BwrapSandboxFactory
 from adapters.sandbox.hybrid import HybridSandbox, HybridSandboxFactory
 from adapters.sandbox.layers import OverlayLayer
 from adapters.sandbox.mount import MountSandboxFactory
+from codeforge.container import Container
 from codeforge.domain.runs import SandboxMode
 from codeforge.ports.sandbox import (
     ISOLATION,
@@ -36,6 +38,7 @@ from codeforge.ports.sandbox import (
     SandboxUnavailable,
 )
 from codeforge.services.sandbox_choice import choose_sandbox
+from codeforge.settings import SandboxSettings, Settings
 
 pytestmark = pytest.mark.contract
 
@@ -527,3 +530,18 @@ async def test_choose_sandbox_takes_hybrid_and_says_how_to_fix_it(tmp_path: Path
     assert not refused.usable
     assert refused.problem is not None
     assert "hybrid_isolation" in refused.problem
+
+
+def test_the_container_builds_the_hybrid_sandbox_from_its_settings(tmp_path: Path) -> None:
+    settings = Settings(
+        sandbox=SandboxSettings(
+            hybrid_isolation="mount", hybrid_layer="copy", hybrid_layers_dir=str(tmp_path)
+        )
+    )
+    hybrid = Container(settings=settings).sandbox_factories()[SandboxMode.HYBRID]
+    assert isinstance(hybrid, HybridSandboxFactory)
+    assert hybrid.capabilities == msgspec.structs.replace(
+        MountSandboxFactory().capabilities, layered_writes=True
+    )
+    asyncio.run(hybrid.check())
+    assert hybrid.layer_kind == "copy"
