@@ -20,7 +20,7 @@ command gets:
   127.0.0.1 is another interface); `full`: the host's network (`--share-net`); `llm`: the
   empty namespace, the LLM proxy's socket bound in read-only, and `llm_forwarder.py`
   (run by the host's python3, which the sandbox sees in /usr) relaying a port of the
-  namespace's loopback to it for the one exec (about 15 ms more per exec). Without a
+  namespace's loopback to it for the one exec (about 12 ms more per exec). Without a
   python3 in /usr, `llm` is refused.
 
 What it does not do: limit memory or process counts of the tree (no cgroups: RLIMIT_NPROC

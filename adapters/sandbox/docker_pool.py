@@ -117,6 +117,7 @@ class WarmPool:
         self._remove = remove
         self._ready: OrderedDict[Template, list[Started]] = OrderedDict()
         self._wake = asyncio.Event()
+        self._filled = asyncio.Condition()
         self._worker: asyncio.Task[None] | None = None
         self._closed = False
         self.problem: str | None = None
@@ -127,7 +128,13 @@ class WarmPool:
         return self._worker is not None and self.problem is None and not self._closed
 
     def ready(self, template: Template) -> int:
+        """How many started containers wait for `template`."""
         return len(self._ready.get(template, ()))
+
+    async def wait_ready(self, template: Template, count: int = 1) -> None:
+        """Return once `count` containers wait for `template`, or the pool is not active."""
+        async with self._filled:
+            await self._filled.wait_for(lambda: self.ready(template) >= count or not self.active)
 
     async def start(self, templates: list[Template]) -> None:
         """Make the pool's directory a shared mount and begin filling it; on failure the
@@ -151,6 +158,15 @@ class WarmPool:
         if self.problem is None:
             self.problem = problem
             log.warning("docker warm pool disabled", detail=problem)
+            self._notify()
+
+    def _notify(self) -> None:
+        async def notify() -> None:
+            async with self._filled:
+                self._filled.notify_all()
+
+        with contextlib.suppress(RuntimeError):  # no running loop: nobody can be waiting
+            asyncio.get_running_loop().create_task(notify())
 
     def take(self, template: Template) -> Started | None:
         """A ready container for `template`, or None (the caller opens cold). Either way
@@ -168,6 +184,7 @@ class WarmPool:
         if self._closed:
             return
         self._closed = True
+        self._notify()
         if self._worker is not None:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -198,6 +215,8 @@ class WarmPool:
                     continue
                 if template in self._ready and self.active:
                     self._ready[template].append(started)
+                    async with self._filled:
+                        self._filled.notify_all()
                 else:  # evicted (or the pool closed) while it started
                     await asyncio.to_thread(self._remove, started)
 

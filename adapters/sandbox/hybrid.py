@@ -38,7 +38,8 @@ from typing import Literal, Self
 import msgspec
 import structlog
 
-from adapters.sandbox import layers, merge
+from adapters.sandbox import layers
+from adapters.sandbox import merge as merging
 from adapters.sandbox.host import HostSandbox, refuse_unsupported
 from adapters.sandbox.owners import is_orphan, owner_label
 from adapters.sandbox.paths import Workspace
@@ -71,7 +72,7 @@ class HybridSandbox:
         inner: HostSandbox,
         layer: layers.Layer,
         host_root: str,
-        base: merge.Manifest,
+        base: merging.Manifest,
     ) -> None:
         self._spec = spec
         self._capabilities = capabilities
@@ -194,35 +195,35 @@ class HybridSandbox:
             )
         return _Exclusive(self._idle)
 
-    def _plan(self, host: merge.Tree, layer: merge.Tree) -> merge.Plan:
+    def _plan(self, host: merging.Tree, layer: merging.Tree) -> merging.Plan:
         candidates, hides = self._layer.candidates()
-        return merge.evaluate(candidates, hides, self._base, host, layer)
+        return merging.evaluate(candidates, hides, self._base, host, layer)
 
     def _diff(self) -> LayerDiff:
-        with merge.Tree(self._host_root) as host, merge.Tree(self._layer.source) as layer:
+        with merging.Tree(self._host_root) as host, merging.Tree(self._layer.source) as layer:
             plan = self._plan(host, layer)
-            return plan.diff(merge.render_patch(plan, host, layer))
+            return plan.diff(merging.render_patch(plan, host, layer))
 
     def _merge(self) -> LayerDiff:
-        with merge.Tree(self._host_root) as host, merge.Tree(self._layer.source) as layer:
+        with merging.Tree(self._host_root) as host, merging.Tree(self._layer.source) as layer:
             plan = self._plan(host, layer)
             if plan.conflicts:
-                shown = ", ".join(sorted(plan.conflicts, key=merge.parts_key)[:20])
+                shown = ", ".join(sorted(plan.conflicts, key=merging.parts_key)[:20])
                 raise MergeConflict(
                     f"the workspace changed since the layer began at {len(plan.conflicts)} "
                     f"path(s) the layer also changed: {shown}. Nothing was merged; discard "
                     "the layer, or resolve the paths on the host and merge again",
                     paths=plan.conflicts,
                 )
-            diff = plan.diff(merge.render_patch(plan, host, layer))
-            merge.apply(plan, host, layer, owner=owner_label())
+            diff = plan.diff(merging.render_patch(plan, host, layer))
+            merging.apply(plan, host, layer, owner=owner_label())
         self._restart()
         return diff
 
     def _restart(self) -> None:
         """A fresh, empty layer over the workspace as it is now."""
-        with merge.Tree(self._host_root) as host:
-            self._base = merge.snapshot(host)
+        with merging.Tree(self._host_root) as host:
+            self._base = merging.snapshot(host)
         self._layer.reset()
 
 
@@ -309,12 +310,12 @@ class HybridSandboxFactory:
         )
 
     @staticmethod
-    def _begin(layer: layers.Layer, root: str) -> merge.Manifest:
-        with merge.Tree(root) as host:
-            for line in merge.recover(host, is_orphan):
+    def _begin(layer: layers.Layer, root: str) -> merging.Manifest:
+        with merging.Tree(root) as host:
+            for line in merging.recover(host, is_orphan):
                 log.warning("hybrid sandbox: a crashed merge was cleaned up", workspace=root,
                             detail=line)  # fmt: skip
-            base = merge.snapshot(host)
+            base = merging.snapshot(host)
         layer.begin()
         return base
 

@@ -242,7 +242,7 @@ def overlay_problem(base: str) -> str | None:
 
 def remove_orphans(base: str) -> list[str]:
     """Unmount and delete the layers under `base` whose owner process is gone."""
-    removed = []
+    removed: list[str] = []
     try:
         entries = os.listdir(base)
     except FileNotFoundError:

@@ -12,7 +12,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -81,11 +80,9 @@ def workspace_with(tmp_path: Path, name: str) -> Path:
 
 
 async def wait_ready(pool: WarmPool, template: Template, count: int, within: float = 60) -> None:
-    deadline = time.monotonic() + within
-    while pool.ready(template) < count:
-        assert pool.problem is None, pool.problem
-        assert time.monotonic() < deadline, f"the pool did not fill to {count} in {within} s"
-        await asyncio.sleep(0.05)
+    await asyncio.wait_for(pool.wait_ready(template, count), within)
+    assert pool.problem is None, pool.problem
+    assert pool.ready(template) >= count
 
 
 def exists(path: str | Path) -> bool:
