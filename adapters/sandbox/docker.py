@@ -469,9 +469,13 @@ class DockerSandboxFactory:
             await asyncio.to_thread(attach_workspace, started, workspace)
         except OSError as e:
             await asyncio.to_thread(remove_started, started)
-            self._pool.disable(
-                f"binding a workspace into a pooled container failed ({e}); opens are cold"
-            )
+            if e.errno in (errno.EPERM, errno.EACCES, errno.EXDEV, errno.EINVAL):
+                # It cannot work for the next one either: stop trying.
+                self._pool.disable(
+                    f"binding a workspace into a pooled container failed ({e}); opens are cold"
+                )
+            else:  # this container is gone (its process ended): open cold this once
+                log.warning("docker warm pool: a pooled container was unusable", error=str(e))
             return None
         return started
 
