@@ -101,11 +101,12 @@ def remove_empty_directories(directory: str) -> None:
     directory that is not empty, is left where it is.
     """
     points = set(mounts_under(directory))
+    if directory.rstrip("/") in points:
+        return  # still mounted: its entries are the mounted tree's, not ours
     with contextlib.suppress(OSError):
         for entry in os.scandir(directory):
             if entry.is_dir(follow_symlinks=False) and entry.path not in points:
                 with contextlib.suppress(OSError):
                     os.rmdir(entry.path)
-    if directory.rstrip("/") not in points:
-        with contextlib.suppress(OSError):
-            os.rmdir(directory)
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)

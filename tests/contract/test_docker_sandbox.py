@@ -201,6 +201,27 @@ async def test_a_crashed_processs_pool_is_unmounted_and_removed_without_touching
     assert (workspace / "precious.txt").read_text() == "precious"
 
 
+def test_cleaning_up_never_reaches_into_a_workspace_still_mounted(tmp_path: Path) -> None:
+    workspace = workspace_with(tmp_path, "ws")
+    (workspace / "empty-but-mine").mkdir()
+    slot = tmp_path / "pool" / "slot"
+    slot.mkdir(parents=True)
+    try:
+        mounts.bind(str(workspace), str(slot))
+    except PermissionError as e:
+        pytest.skip(f"binds need CAP_SYS_ADMIN: {e}")
+    try:
+        mounts.remove_empty_directories(str(slot))
+        mounts.remove_empty_directories(str(tmp_path / "pool"))
+        assert (workspace / "empty-but-mine").is_dir()
+        assert slot.is_dir()
+    finally:
+        mounts.unmount_all_under(real_path(slot))
+    mounts.remove_empty_directories(str(tmp_path / "pool"))
+    assert not (tmp_path / "pool").exists()
+    assert (workspace / "empty-but-mine").is_dir()
+
+
 def test_without_cap_sys_admin_the_pool_says_why_and_opens_are_cold(
     engine_host: str,
     tmp_path: Path,
