@@ -43,6 +43,7 @@ from adapters.postgres.stores import (
 )
 from adapters.sandbox.bwrap import BwrapSandboxFactory
 from adapters.sandbox.docker import DockerSandboxFactory
+from adapters.sandbox.hybrid import HybridSandboxFactory
 from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
@@ -113,8 +114,17 @@ def default_mode(choice: SandboxChoice) -> SandboxMode:
 async def resolved_sandbox(
     settings: Settings, factories: dict[SandboxMode, SandboxFactory]
 ) -> AsyncIterator[SandboxChoice]:
+    """The choice, with the chosen factory started (docker's warm pool) until shutdown."""
     required = ISOLATION if settings.sandbox.require_isolation else ()
-    yield await choose_sandbox(settings.sandbox.kind, factories, required=required)
+    choice = await choose_sandbox(settings.sandbox.kind, factories, required=required)
+    chosen = factories[choice.kind] if choice.kind is not None and choice.usable else None
+    if chosen is not None:
+        await chosen.start()
+    try:
+        yield choice
+    finally:
+        if chosen is not None:
+            await chosen.close()
 
 
 async def running_feed(pool: object) -> AsyncIterator[RunEventFeed]:
@@ -263,6 +273,20 @@ class Container(containers.DeclarativeContainer):
                 DockerSandboxFactory,
                 docker_host=settings.provided.sandbox.docker_host,
                 image=settings.provided.sandbox.docker_image,
+                warm_pool=settings.provided.sandbox.docker_warm_pool,
+                scratch_bytes=settings.provided.sandbox.docker_scratch_bytes,
+                storage_quota=settings.provided.sandbox.docker_storage_quota,
+                writable_root=settings.provided.sandbox.docker_writable_root,
+            ),
+            SandboxMode.HYBRID: providers.Singleton(
+                HybridSandboxFactory,
+                inner=providers.Selector(
+                    settings.provided.sandbox.hybrid_isolation,
+                    bwrap=providers.Singleton(BwrapSandboxFactory),
+                    mount=providers.Singleton(MountSandboxFactory),
+                ),
+                layer=settings.provided.sandbox.hybrid_layer,
+                layers_directory=settings.provided.sandbox.hybrid_layers_dir,
             ),
         }
     )

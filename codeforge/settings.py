@@ -124,6 +124,23 @@ class SandboxSettings(Section, frozen=True):
     # image each run's container starts from (it must be present: no pulls happen).
     docker_host: str = ""
     docker_image: str = "debian:bookworm-slim"
+    # Containers kept started per template so a run does not wait for one (0: none).
+    # Needs root (the workspace is bound in at open); without it opens are cold.
+    docker_warm_pool: Annotated[int, Meta(ge=0, le=16)] = 0
+    # Bytes of each of /tmp and HOME in a container (tmpfs; counts against its memory).
+    docker_scratch_bytes: PositiveInt = 256 * 1024 * 1024
+    # Storage quota in bytes of each container's writable layer (0: none). Only where
+    # the storage driver enforces one (overlay2 on xfs with pquota): otherwise refused.
+    docker_storage_quota: Annotated[int, Meta(ge=0)] = 0
+    # Let commands write the container's root filesystem (install packages); false:
+    # read-only, only the workspace, /tmp and HOME are writable.
+    docker_writable_root: bool = False
+    # For kind hybrid: how its commands are isolated (bwrap, or mount: none at all),
+    # where its layers live (empty: the system temp directory) and which kind of layer
+    # (auto: an overlay mount where CodeForge may mount, i.e. as root, else a copy).
+    hybrid_isolation: Literal["bwrap", "mount"] = "bwrap"
+    hybrid_layer: Literal["auto", "overlay", "copy"] = "auto"
+    hybrid_layers_dir: str = ""
 
 
 class LlmSettings(Section, frozen=True):
