@@ -70,7 +70,7 @@ from codeforge.ports.llm import (
     ToolCall,
 )
 from codeforge.ports.policy import Decision, PolicyDecision, PolicyGate, ToolRequest
-from codeforge.ports.sandbox import Sandbox, StreamName
+from codeforge.ports.sandbox import LayeredSandbox, MergeConflict, Sandbox, StreamName
 
 log = structlog.get_logger("codeforge.agent")
 
@@ -202,6 +202,8 @@ class AgentLoop:
             return Outcome(status="cancelled")
         except BudgetExceeded as e:
             return Outcome(status="failed", reason="budget_exceeded", summary=e.message)
+        except MergeConflict as e:
+            return Outcome(status="failed", reason="merge_conflict", summary=e.message)
         except LlmContextTooLong as e:
             return Outcome(status="failed", reason="context_too_long", summary=e.message)
         except LlmError as e:
@@ -450,6 +452,12 @@ class AgentLoop:
             return False  # it did not run
         if p.tool.category != "bash" and not (result.ok and result.touched):
             return False
+        if isinstance(scope.sandbox, LayeredSandbox):
+            # A hybrid sandbox keeps writes in its layer: they reach the run's worktree
+            # (and so its checkpoints) one step at a time, all or nothing, conflicts refused.
+            merged = await scope.sandbox.merge()
+            if not merged.changes:
+                return False
         made = await self._checkpoints.checkpoint(scope.workspace, seq, result.touched)
         if made is None:
             return False

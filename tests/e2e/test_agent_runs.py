@@ -20,7 +20,9 @@ import aiohttp
 import pytest
 from litestar.testing import AsyncTestClient
 
+from codeforge.domain.runs import SandboxMode
 from codeforge.http.app import create_app
+from codeforge.ports.sandbox import SandboxUnavailable
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers, serving
 from tests.support.repos import git, make_repo
@@ -439,3 +441,32 @@ async def test_old_tool_output_is_compacted_near_the_context_window(
     last = scripted_llm.chat_requests[-1].json["messages"]
     assert any("elided to fit the context window" in (m.get("content") or "") for m in last)
     assert last[1]["content"].startswith("Task: Fix add")  # the task is always kept
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "hybrid"])
+async def test_the_same_fix_in_an_isolating_sandbox(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+    mode: str,
+) -> None:
+    factory = runtime.container.sandbox_factories()[SandboxMode(mode)]
+    try:
+        await factory.check()
+    except SandboxUnavailable as e:
+        pytest.skip(f"{mode} cannot run here: {e}")
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    fix_script(scripted_llm)
+    run = await post(client, admin, "/api/v1/runs", {**ids, "mode": mode})
+    done = await wait_for_end(client, admin, run["id"])
+    assert done["status"] == "succeeded", done
+    assert done["mode"] == mode
+    events = await events_of(client, admin, run["id"])
+    assert "CheckpointCreated" in [e["type"] for e in events]
+    bash = [e["data"] for e in events if e["type"] == "ToolCallCompleted"][2]
+    assert bash["exit_code"] == 0, bash["output"]
+    patch = await client.get(f"/api/v1/runs/{run['id']}/artifacts/patch", headers=admin)
+    assert "+    return a + b" in patch.text
