@@ -66,6 +66,7 @@ from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
+from codeforge.services.audit import Audit
 from codeforge.services.checkpoints import BlobCheckpointer
 from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.costs import Costs
@@ -365,6 +366,7 @@ class Container(containers.DeclarativeContainer):
     costs = providers.Singleton(Costs, cost_ledger)
     artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
     approvals = providers.Singleton(RunApprovals, event_store, run_control)
+    audit = providers.Singleton(Audit, event_store)
 
     llm_proxy = providers.Singleton(
         LlmProxy,

@@ -22,6 +22,7 @@ from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
+from codeforge.services.audit import Audit
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_streams import EventStreams
@@ -61,6 +62,7 @@ class Services:
     artifacts: Artifacts
     llm_proxy: LlmProxy
     approvals: RunApprovals
+    audit: Audit
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -191,6 +193,7 @@ class Runtime:
             artifacts=await c.artifacts(),
             llm_proxy=await c.llm_proxy(),
             approvals=await c.approvals(),
+            audit=await c.audit(),
         )
 
     async def _close_resources(self) -> None:

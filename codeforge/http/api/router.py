@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 
 from codeforge.domain.keys import Principal
 from codeforge.http.api.agents import AgentController
+from codeforge.http.api.audit import AuditController
 from codeforge.http.api.costs import CostController
 from codeforge.http.api.dead_letters import DeadLetterController
 from codeforge.http.api.keys import KeyController
@@ -58,6 +59,7 @@ def api_router(runtime: Runtime) -> Router:
             SessionController,
             DeadLetterController,
             CostController,
+            AuditController,
         ],
         dependencies={
             "principal": Provide(principal_of, sync_to_thread=False),
@@ -73,6 +75,7 @@ def api_router(runtime: Runtime) -> Router:
             "costs": service("costs"),
             "artifacts": service("artifacts"),
             "approvals": service("approvals"),
+            "audit": service("audit"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),
