@@ -16,6 +16,7 @@ from dependency_injector import containers, providers
 
 from adapters.git.local import LocalGit
 from adapters.llm.openai import OpenAICompatibleModel
+from adapters.llm.replay import ReplayModel
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.queue import NatsQueue
@@ -82,6 +83,7 @@ from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
 from codeforge.services.run_control import RunControl
+from codeforge.services.run_history import RunHistory
 from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.sandbox_choice import SandboxChoice, SandboxReadiness, choose_sandbox
@@ -367,6 +369,9 @@ class Container(containers.DeclarativeContainer):
     artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
     approvals = providers.Singleton(RunApprovals, event_store, run_control)
     audit = providers.Singleton(Audit, event_store)
+    run_history = providers.Singleton(
+        RunHistory, runs, event_store, event_log, checkpoint_store, run_control
+    )
 
     llm_proxy = providers.Singleton(
         LlmProxy,
@@ -413,6 +418,7 @@ class Container(containers.DeclarativeContainer):
         llm_settings=settings.provided.llm,
         approval_settings=settings.provided.approvals,
         notifier=approval_notifier,
+        replay_model=providers.Object(ReplayModel),
         public_url=settings.provided.http.public_url,
     )
     worker_id = providers.Callable(worker_name)

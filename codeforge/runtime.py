@@ -31,6 +31,7 @@ from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
+from codeforge.services.run_history import RunHistory
 from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.secrets import Secrets
@@ -63,6 +64,7 @@ class Services:
     llm_proxy: LlmProxy
     approvals: RunApprovals
     audit: Audit
+    run_history: RunHistory
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -194,6 +196,7 @@ class Runtime:
             llm_proxy=await c.llm_proxy(),
             approvals=await c.approvals(),
             audit=await c.audit(),
+            run_history=await c.run_history(),
         )
 
     async def _close_resources(self) -> None:

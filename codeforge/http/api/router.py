@@ -76,6 +76,7 @@ def api_router(runtime: Runtime) -> Router:
             "artifacts": service("artifacts"),
             "approvals": service("approvals"),
             "audit": service("audit"),
+            "history": service("run_history"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),
