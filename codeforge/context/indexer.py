@@ -1,0 +1,204 @@
+"""Bringing a folder's tags up to date: stat everything, hash what changed, parse what is new.
+
+A file whose stat signature (mtime, ctime, size, inode) matches the folder index
+keeps its content key without being read. Anything else is read and hashed; only
+content keys the cache does not hold are parsed — in worker processes, one per
+core, when there are many (a cold run), in this process when there are few (an
+edit). `Snapshot.parsed` counts the files parsed, which tests use to prove that a
+one-file change re-parses one file.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from codeforge.context.files import Stat, list_files
+from codeforge.context.languages import language_of, query_version
+from codeforge.context.store import FileEntry, FolderIndex, Store, decode_tags, encode_tags
+from codeforge.context.tags import FileTags, content_key, empty, extract
+
+Progress = Callable[[int, int], None]
+
+# Below this many files to parse, worker processes cost more than they save.
+POOL_THRESHOLD = 24
+BATCH = 8
+# A file modified this close to when the index was taken may have changed unseen.
+RACY_NS = 2_000_000_000
+
+
+@dataclass
+class Snapshot:
+    """A folder's source files at one moment: paths (sorted), content keys and tags."""
+
+    root: Path
+    paths: list[str]
+    keys: list[str]
+    fingerprint: str
+    parsed: int = 0  # files parsed to make this snapshot
+    hashed: int = 0  # files read and hashed (stat changed or new)
+    _tags: list[FileTags] | None = field(default=None, repr=False)
+    _load: Callable[[], list[FileTags]] | None = field(default=None, repr=False)
+
+    @property
+    def tags(self) -> list[FileTags]:
+        """Loaded on first use: a cached result may make them unnecessary."""
+        if self._tags is None:
+            assert self._load is not None
+            self._tags = self._load()
+        return self._tags
+
+
+def full_key(path: str, blob: str) -> str:
+    return f"{language_of(path)}:{query_version()}:{blob}"
+
+
+def fingerprint_of(paths: list[str], keys: list[str]) -> str:
+    digest = hashlib.sha1(usedforsecurity=False)
+    for path, key in zip(paths, keys, strict=True):
+        digest.update(f"{path}\0{key}\n".encode())
+    return digest.hexdigest()
+
+
+class Indexer:
+    def __init__(self, store: Store, *, workers: int | None = None) -> None:
+        self._store = store
+        self._workers = workers or os.cpu_count() or 1
+        # Decoded tags by content key, kept between calls in a long-lived process.
+        self._memo: dict[str, FileTags] = {}
+        self.parse_count = 0  # every file parsed by this indexer, for tests and figures
+
+    def snapshot(self, root: Path, progress: Progress | None = None) -> Snapshot:
+        root = root.resolve()
+        root_key = str(root)
+        files = list_files(root)
+        index = self._store.folder(root_key)
+        known = {e.path: e for e in index.entries} if index else {}
+        racy_before = (index.taken_ns if index else 0) - RACY_NS
+        paths = sorted(files)
+        keys: list[str] = []
+        hashed = 0
+        changed = index is None or len(known) != len(files)
+        for path in paths:
+            st = files[path]
+            entry = known.get(path)
+            if entry is not None and _same(entry, st) and entry.mtime_ns < racy_before:
+                keys.append(entry.key)
+                continue
+            try:
+                data = (root / path).read_bytes()
+            except OSError:
+                data = b""
+            key = full_key(path, content_key(data))
+            hashed += 1
+            changed = True
+            keys.append(key)
+        if changed:
+            taken = time.time_ns()
+            self._store.put_folder(
+                root_key,
+                FolderIndex(
+                    [
+                        FileEntry(p, files[p].mtime_ns, files[p].ctime_ns, files[p].size,
+                                  files[p].inode, k)
+                        for p, k in zip(paths, keys, strict=True)
+                    ],
+                    taken,
+                ),
+            )
+        snapshot = Snapshot(root, paths, keys, fingerprint_of(paths, keys), hashed=hashed)
+        snapshot._load = lambda: self._tags_for(snapshot, progress)
+        return snapshot
+
+    def _tags_for(self, snapshot: Snapshot, progress: Progress | None) -> list[FileTags]:
+        memo = self._memo
+        missing = [k for k in set(snapshot.keys) if k not in memo]
+        if missing:
+            for key, data in self._store.tags(missing).items():
+                memo[key] = decode_tags(data)
+        to_parse = [
+            (p, k) for p, k in zip(snapshot.paths, snapshot.keys, strict=True) if k not in memo
+        ]
+        if to_parse:
+            parsed = self._parse(snapshot.root, to_parse, progress)
+            # Cached under its content key only when the bytes parsed are the bytes hashed
+            # (the file may have changed in between; the next snapshot will see it).
+            self._store.put_tags(
+                (key, encode_tags(tags))
+                for (path, key), (blob, tags) in zip(to_parse, parsed, strict=True)
+                if full_key(path, blob) == key
+            )
+            for (_, key), (_, tags) in zip(to_parse, parsed, strict=True):
+                memo[key] = tags
+            snapshot.parsed = len(to_parse)
+            self.parse_count += len(to_parse)
+        # Keep only what this folder uses, so a long-lived process does not grow forever.
+        if len(memo) > 2 * len(snapshot.keys) + 1024:
+            live = set(snapshot.keys)
+            for key in [k for k in memo if k not in live]:
+                del memo[key]
+        return [memo[k] for k in snapshot.keys]
+
+    def _parse(
+        self, root: Path, items: list[tuple[str, str]], progress: Progress | None
+    ) -> list[tuple[str, FileTags]]:
+        """(blob SHA of the bytes parsed, tags) for each (path, key), in order."""
+        total = len(items)
+        if total < POOL_THRESHOLD or self._workers == 1:
+            results: list[tuple[str, FileTags]] = []
+            for done, (path, _) in enumerate(items, 1):
+                results.append(parse_file(root, path))
+                if progress:
+                    progress(done, total)
+            return results
+        out: dict[str, tuple[str, FileTags]] = {}
+        paths = [p for p, _ in items]
+        batches = [paths[i : i + BATCH] for i in range(0, total, BATCH)]
+        context = multiprocessing.get_context("forkserver")
+        done = 0
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(self._workers, len(batches)), mp_context=context
+        ) as pool:
+            futures = [pool.submit(_parse_batch, str(root), batch) for batch in batches]
+            for future in concurrent.futures.as_completed(futures):
+                for path, blob, data in future.result():
+                    out[path] = (blob, decode_tags(data))
+                    done += 1
+                if progress:
+                    progress(done, total)
+        return [out[p] for p in paths]
+
+
+def _same(entry: FileEntry, st: Stat) -> bool:
+    return (
+        entry.mtime_ns == st.mtime_ns
+        and entry.ctime_ns == st.ctime_ns
+        and entry.size == st.size
+        and entry.inode == st.inode
+    )
+
+
+def parse_file(root: Path, path: str) -> tuple[str, FileTags]:
+    """(blob SHA of the bytes read, their tags)."""
+    language = language_of(path) or "unknown"
+    try:
+        data = (root / path).read_bytes()
+    except OSError as e:
+        return "", empty(language, 0, f"unreadable: {e.strerror}")
+    return content_key(data), extract(path, data) or empty(language, 0, "no grammar")
+
+
+def _parse_batch(root: str, paths: list[str]) -> list[tuple[str, str, bytes]]:
+    # Runs in a worker process; encoded bytes cross the process boundary cheaply.
+    base = Path(root)
+    out = []
+    for path in paths:
+        blob, tags = parse_file(base, path)
+        out.append((path, blob, encode_tags(tags)))
+    return out
