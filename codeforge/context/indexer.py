@@ -14,13 +14,14 @@ import concurrent.futures
 import hashlib
 import multiprocessing
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from codeforge.context.files import Stat, list_files
-from codeforge.context.languages import language_of, query_version
+from codeforge.context.languages import language_of, parser_and_query, query_version
 from codeforge.context.store import FileEntry, FolderIndex, Store, decode_tags, encode_tags
 from codeforge.context.tags import FileTags, content_key, empty, extract
 
@@ -160,7 +161,13 @@ class Indexer:
         out: dict[str, tuple[str, FileTags]] = {}
         paths = [p for p, _ in items]
         batches = [paths[i : i + BATCH] for i in range(0, total, BATCH)]
-        context = multiprocessing.get_context("forkserver")
+        # Forked workers inherit the grammars and compiled queries.
+        for language in {language_of(p) for p in paths} - {None}:
+            parser_and_query(language)  # type: ignore[arg-type]
+        # fork is the fastest start and safe while this process has one thread (the CLI);
+        # a threaded server forks a clean server process instead.
+        method = "fork" if threading.active_count() == 1 else "forkserver"
+        context = multiprocessing.get_context(method)
         done = 0
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=min(self._workers, len(batches)), mp_context=context

@@ -1,12 +1,11 @@
 """Tags of one source file: definitions, references, imports and search chunks.
 
 `extract` parses bytes with tree-sitter and runs the language's tags query
-(`queries/<language>.scm`). Everything later stages need is kept, so nothing
-downstream re-reads or re-parses a file: a definition carries its signature
-(the header lines up to its body) for rendering the map; references are counted
-per (name, enclosing definition) for the call graph and per name for ranking;
-chunks (whole symbols, or stretches of top-level lines) carry their term counts
-for BM25. Arrays are stored as raw little-endian bytes (numpy reads them without
+(`queries/<language>.scm`). Everything the map and the graph need is kept, so
+nothing downstream re-reads or re-parses a file: a definition carries its
+signature (the header lines up to its body) for rendering the map; references
+are counted per (name, enclosing definition) for the call graph and per name for
+ranking. Search chunks are made separately (`chunks.py`), only when searching. Arrays are stored as raw little-endian bytes (numpy reads them without
 copying), which keeps the cache compact and fast to decode.
 """
 
@@ -20,14 +19,11 @@ import msgspec
 import numpy as np
 
 from codeforge.context.languages import language_of, parser_and_query
-from codeforge.context.terms import term_hash, terms
+from codeforge.context.terms import term_hash
 
 # Signatures longer than this many lines are cut (a long parameter list).
 SIGNATURE_LINES = 4
 SIGNATURE_WIDTH = 200
-# A symbol longer than this is split into its members (or line windows) for search.
-CHUNK_MAX_LINES = 120
-GAP_CHUNK_LINES = 60
 # Files larger than this are listed, not parsed (minified bundles, generated code).
 MAX_FILE_BYTES = 1_000_000
 
@@ -49,15 +45,6 @@ class Scope(msgspec.Struct, array_like=True, frozen=True):
     signature: str
 
 
-class Chunk(msgspec.Struct, array_like=True, frozen=True):
-    start: int
-    end: int
-    symbol: str  # the definition it covers, "" for top-level lines
-    length: int  # number of terms
-    term_hashes: bytes  # int64 per distinct term
-    term_counts: bytes  # int32, aligned with term_hashes
-
-
 class FileTags(msgspec.Struct, array_like=True, frozen=True):
     language: str
     lines: int
@@ -71,7 +58,6 @@ class FileTags(msgspec.Struct, array_like=True, frozen=True):
     use_owners: bytes
     use_counts: bytes
     imports: list[str]
-    chunks: list[Chunk]
     def_hashes: bytes = b""  # int64 term_hash of each definition's name
     def_factors: bytes = b""  # float32 ident_factor of each definition's name
     error: str = ""  # why the file could not be parsed, when it could not
@@ -107,9 +93,7 @@ def content_key(data: bytes) -> str:
 
 
 def empty(language: str, lines: int, error: str = "") -> FileTags:
-    return FileTags(
-        language, lines, [], [], [], b"", b"", b"", b"", b"", [], [], b"", b"", error
-    )
+    return FileTags(language, lines, [], [], [], b"", b"", b"", b"", b"", [], b"", b"", error)
 
 
 def ident_factor(name: str) -> float:
@@ -146,16 +130,17 @@ def extract(path: str, data: bytes) -> FileTags | None:
     scopes: list[Any] = []
     refs: list[tuple[int, bytes]] = []  # (start byte, name)
     imports: list[str] = []
+    # One pass of the query; `matches` (not `captures`) pairs each name with its node.
     for _, captures in query.matches(tree.root_node):
         definition = name = None
         kind = ""
         for capture, node in captures.items():
-            if capture.startswith("name.definition."):
+            if capture.startswith("name.reference."):
+                refs.append((node.start_byte, node.text))
+            elif capture.startswith("name.definition."):
                 name, kind = node, capture[16:]
             elif capture.startswith("definition."):
                 definition = node
-            elif capture.startswith("name.reference."):
-                refs.append((node.start_byte, node.text))
             elif capture == "import":
                 imports.append(_module_name(node.text))
             elif capture == "scope":
@@ -179,7 +164,6 @@ def extract(path: str, data: bytes) -> FileTags | None:
         use_owners=np.asarray([u[1] for u in uses], dtype="<i4").tobytes(),
         use_counts=np.asarray([u[2] for u in uses], dtype="<i4").tobytes(),
         imports=sorted(set(filter(None, imports))),
-        chunks=_chunks([d for _, _, d in definitions], text_lines, lines),
         def_hashes=np.asarray(
             [term_hash(d.name) for _, _, d in definitions], dtype="<i8"
         ).tobytes(),
@@ -239,13 +223,10 @@ def _signature(node: Any, text_lines: list[bytes]) -> str:
     if body is None:
         last = node.end_point[0]
     else:
-        # The header ends where the last part before the body ends (`def f(x) -> int:`,
+        # The header ends where the part before the body ends (`def f(x) -> int:`,
         # `fn f() -> T`, a C declarator); a `{` on that line comes along with it.
-        last = first
-        for child in holder.children:
-            if child.start_byte >= body.start_byte:
-                break
-            last = max(last, child.end_point[0])
+        before = body.prev_sibling
+        last = before.end_point[0] if before is not None else first
     last = min(last, first + SIGNATURE_LINES - 1, len(text_lines) - 1)
     return "\n".join(
         line.decode("utf-8", "replace").rstrip()[:SIGNATURE_WIDTH]
@@ -260,80 +241,35 @@ def _references(
 ) -> tuple[list[str], list[int], list[int], list[tuple[int, int, int]]]:
     """Distinct names with hashes and counts, and uses per (name, enclosing definition)."""
     refs.sort()
-    index_of: dict[str, int] = {}
-    names: list[str] = []
+    index_of: dict[bytes, int] = {}
+    raw_names: list[bytes] = []
     counts: list[int] = []
     uses: Counter[tuple[int, int]] = Counter()
     # A sweep in document order: `open_` holds the definitions around the offset.
     open_: list[tuple[int, int]] = []  # (end byte, definition index)
     following = 0
+    upcoming = definitions[0][0] if definitions else -1
     for start, raw in refs:
         if (start, start + len(raw)) in def_names:
             continue
-        while following < len(definitions) and definitions[following][0] <= start:
-            open_.append((definitions[following][1], following))
-            following += 1
+        if 0 <= upcoming <= start:
+            while following < len(definitions) and definitions[following][0] <= start:
+                open_.append((definitions[following][1], following))
+                following += 1
+            upcoming = definitions[following][0] if following < len(definitions) else -1
         while open_ and open_[-1][0] <= start:
             open_.pop()
-        owner = open_[-1][1] if open_ else -1
-        name = raw.decode("utf-8", "replace")
-        i = index_of.get(name)
+        i = index_of.get(raw)
         if i is None:
-            i = index_of[name] = len(names)
-            names.append(name)
+            i = index_of[raw] = len(raw_names)
+            raw_names.append(raw)
             counts.append(0)
         counts[i] += 1
-        uses[(i, owner)] += 1
+        uses[(i, open_[-1][1] if open_ else -1)] += 1
+    names = [n.decode("utf-8", "replace") for n in raw_names]
     hashes = [term_hash(n) for n in names]
     return names, hashes, counts, [(n, o, c) for (n, o), c in uses.items()]
 
 
 def _module_name(raw: bytes) -> str:
     return raw.decode("utf-8", "replace").strip().strip("\"'<>`").strip()
-
-
-def _chunks(defs: list[Definition], text_lines: list[bytes], lines: int) -> list[Chunk]:
-    """Whole symbols that fit CHUNK_MAX_LINES (outermost first), the rest in windows."""
-    chosen: list[Definition] = []
-    covered_until = -1
-    for d in defs:  # sorted by start, outer before inner
-        if d.start <= covered_until:
-            continue
-        if d.end - d.start + 1 <= CHUNK_MAX_LINES:
-            chosen.append(d)
-            covered_until = d.end
-    spans: list[tuple[int, int, str]] = []
-    cursor = 0
-    for d in chosen:
-        spans.extend(_windows(cursor, d.start - 1))
-        spans.append((d.start, d.end, d.name))
-        cursor = d.end + 1
-    spans.extend(_windows(cursor, lines - 1))
-    out: list[Chunk] = []
-    for start, end, symbol in spans:
-        text = b"\n".join(text_lines[start : end + 1]).decode("utf-8", "replace")
-        counted = Counter(terms(text))
-        if symbol:
-            counted.update(terms(symbol))  # the name says most about the chunk
-        if not counted:
-            continue
-        out.append(
-            Chunk(
-                start=start,
-                end=end,
-                symbol=symbol,
-                length=sum(counted.values()),
-                term_hashes=np.asarray(
-                    [term_hash(t) for t in counted], dtype="<i8"
-                ).tobytes(),
-                term_counts=np.asarray(list(counted.values()), dtype="<i4").tobytes(),
-            )
-        )
-    return out
-
-
-def _windows(first: int, last: int) -> list[tuple[int, int, str]]:
-    return [
-        (start, min(start + GAP_CHUNK_LINES - 1, last), "")
-        for start in range(first, last + 1, GAP_CHUNK_LINES)
-    ]

