@@ -19,11 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import msgspec
+
+from codeforge.context.chunks import FileChunks, chunk
 from codeforge.context.files import Stat, list_files
 from codeforge.context.languages import language_of, parser_and_query, query_version
 from codeforge.context.store import FileEntry, FolderIndex, Store, decode_tags, encode_tags
-from codeforge.context.tags import FileTags, content_key, empty, extract
+from codeforge.context.tags import Definition, FileTags, content_key, empty, extract
 
 Progress = Callable[[int, int], None]
 
@@ -71,8 +75,9 @@ class Indexer:
     def __init__(self, store: Store, *, workers: int | None = None) -> None:
         self._store = store
         self._workers = workers or os.cpu_count() or 1
-        # Decoded tags by content key, kept between calls in a long-lived process.
+        # Decoded tags and chunks by content key, kept between calls in a long-lived process.
         self._memo: dict[str, FileTags] = {}
+        self._chunk_memo: dict[str, FileChunks] = {}
         self.parse_count = 0  # every file parsed by this indexer, for tests and figures
 
     def snapshot(self, root: Path, progress: Progress | None = None) -> Snapshot:
@@ -106,8 +111,14 @@ class Indexer:
                 root_key,
                 FolderIndex(
                     [
-                        FileEntry(p, files[p].mtime_ns, files[p].ctime_ns, files[p].size,
-                                  files[p].inode, k)
+                        FileEntry(
+                            p,
+                            files[p].mtime_ns,
+                            files[p].ctime_ns,
+                            files[p].size,
+                            files[p].inode,
+                            k,
+                        )
                         for p, k in zip(paths, keys, strict=True)
                     ],
                     taken,
@@ -127,7 +138,13 @@ class Indexer:
             (p, k) for p, k in zip(snapshot.paths, snapshot.keys, strict=True) if k not in memo
         ]
         if to_parse:
-            parsed = self._parse(snapshot.root, to_parse, progress)
+            parsed = self._run(
+                _parse_batch,
+                snapshot.root,
+                [p for p, _ in to_parse],
+                progress,
+                inline=lambda path: parse_file(snapshot.root, path),
+            )
             # Cached under its content key only when the bytes parsed are the bytes hashed
             # (the file may have changed in between; the next snapshot will see it).
             self._store.put_tags(
@@ -139,47 +156,87 @@ class Indexer:
                 memo[key] = tags
             snapshot.parsed = len(to_parse)
             self.parse_count += len(to_parse)
-        # Keep only what this folder uses, so a long-lived process does not grow forever.
-        if len(memo) > 2 * len(snapshot.keys) + 1024:
-            live = set(snapshot.keys)
-            for key in [k for k in memo if k not in live]:
-                del memo[key]
+        _forget_all_but(memo, snapshot.keys)
         return [memo[k] for k in snapshot.keys]
 
-    def _parse(
-        self, root: Path, items: list[tuple[str, str]], progress: Progress | None
-    ) -> list[tuple[str, FileTags]]:
-        """(blob SHA of the bytes parsed, tags) for each (path, key), in order."""
+    def _run(
+        self,
+        batch_worker: Callable[[str, list[Any]], list[tuple[str, bytes]]],
+        root: Path,
+        items: list[Any],
+        progress: Progress | None,
+        *,
+        inline: Callable[[Any], tuple[str, Any]],
+    ) -> list[tuple[str, Any]]:
+        """(blob SHA of the bytes read, result) per item, in order: in worker processes
+        when there are many items, in this process when there are few."""
         total = len(items)
         if total < POOL_THRESHOLD or self._workers == 1:
-            results: list[tuple[str, FileTags]] = []
-            for done, (path, _) in enumerate(items, 1):
-                results.append(parse_file(root, path))
+            results: list[tuple[str, Any]] = []
+            for done, item in enumerate(items, 1):
+                results.append(inline(item))
                 if progress:
                     progress(done, total)
             return results
-        out: dict[str, tuple[str, FileTags]] = {}
-        paths = [p for p, _ in items]
-        batches = [paths[i : i + BATCH] for i in range(0, total, BATCH)]
+        batches = [items[i : i + BATCH] for i in range(0, total, BATCH)]
         # Forked workers inherit the grammars and compiled queries.
-        for language in {language_of(p) for p in paths} - {None}:
-            parser_and_query(language)  # type: ignore[arg-type]
+        for path in {_path_of(item) for item in items}:
+            language = language_of(path)
+            if language:
+                parser_and_query(language)
         # fork is the fastest start and safe while this process has one thread (the CLI);
         # a threaded server forks a clean server process instead.
         method = "fork" if threading.active_count() == 1 else "forkserver"
         context = multiprocessing.get_context(method)
+        out: list[list[tuple[str, Any]] | None] = [None] * len(batches)
         done = 0
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=min(self._workers, len(batches)), mp_context=context
         ) as pool:
-            futures = [pool.submit(_parse_batch, str(root), batch) for batch in batches]
+            futures = {
+                pool.submit(batch_worker, str(root), batch): i for i, batch in enumerate(batches)
+            }
             for future in concurrent.futures.as_completed(futures):
-                for path, blob, data in future.result():
-                    out[path] = (blob, decode_tags(data))
-                    done += 1
+                decoded = [(blob, _decode(data)) for blob, data in future.result()]
+                out[futures[future]] = decoded
+                done += len(decoded)
                 if progress:
                     progress(done, total)
-        return [out[p] for p in paths]
+        return [result for batch in out for result in batch or ()]
+
+    def chunks(self, snapshot: Snapshot, progress: Progress | None = None) -> list[FileChunks]:
+        """Search chunks of every file in `snapshot`, made (in parallel) where not cached."""
+        memo = self._chunk_memo
+        tags = snapshot.tags
+        missing = [k for k in set(snapshot.keys) if k not in memo]
+        if missing:
+            for key, data in self._store.blobs("chunks", missing).items():
+                memo[key] = _chunks_decoder.decode(data)
+        todo = [
+            (p, k, _outline(t))
+            for p, k, t in zip(snapshot.paths, snapshot.keys, tags, strict=True)
+            if k not in memo
+        ]
+        if todo:
+            made = self._run(
+                _chunk_batch,
+                snapshot.root,
+                [(p, outline) for p, _, outline in todo],
+                progress,
+                inline=lambda item: _chunk_one(snapshot.root, *item),
+            )
+            self._store.put_blobs(
+                "chunks",
+                (
+                    (key, msgspec.msgpack.encode(chunks))
+                    for (path, key, _), (blob, chunks) in zip(todo, made, strict=True)
+                    if full_key(path, blob) == key
+                ),
+            )
+            for (_, key, _), (_, chunks) in zip(todo, made, strict=True):
+                memo[key] = chunks
+        _forget_all_but(memo, snapshot.keys)
+        return [memo[k] for k in snapshot.keys]
 
 
 def _same(entry: FileEntry, st: Stat) -> bool:
@@ -189,6 +246,18 @@ def _same(entry: FileEntry, st: Stat) -> bool:
         and entry.size == st.size
         and entry.inode == st.inode
     )
+
+
+def _forget_all_but(memo: dict[str, Any], keys: list[str]) -> None:
+    # Keep only what this folder uses, so a long-lived process does not grow forever.
+    if len(memo) > 2 * len(keys) + 1024:
+        live = set(keys)
+        for key in [k for k in memo if k not in live]:
+            del memo[key]
+
+
+def _path_of(item: Any) -> str:
+    return item if isinstance(item, str) else item[0]
 
 
 def parse_file(root: Path, path: str) -> tuple[str, FileTags]:
@@ -201,11 +270,51 @@ def parse_file(root: Path, path: str) -> tuple[str, FileTags]:
     return content_key(data), extract(path, data) or empty(language, 0, "no grammar")
 
 
-def _parse_batch(root: str, paths: list[str]) -> list[tuple[str, str, bytes]]:
-    # Runs in a worker process; encoded bytes cross the process boundary cheaply.
+Outline = list[tuple[int, int, str]]  # (start, end, name) of each definition, in order
+
+
+def _outline(tags: FileTags) -> tuple[Outline, int]:
+    return [(d.start, d.end, d.name) for d in tags.defs], tags.lines
+
+
+def _chunk_one(root: Path, path: str, outline: tuple[Outline, int]) -> tuple[str, FileChunks]:
+    try:
+        data = (root / path).read_bytes()
+    except OSError:
+        return "", FileChunks([])
+    defs = [Definition(name, "", start, start, end, "") for start, end, name in outline[0]]
+    lines = data.count(b"\n") + 1
+    return content_key(data), chunk(data, defs, lines)
+
+
+# Worker-process entry points: results cross the process boundary as msgpack bytes,
+# tagged so the parent knows which decoder to use.
+
+
+def _parse_batch(root: str, paths: list[str]) -> list[tuple[str, bytes]]:
     base = Path(root)
     out = []
     for path in paths:
         blob, tags = parse_file(base, path)
-        out.append((path, blob, encode_tags(tags)))
+        out.append((blob, b"T" + encode_tags(tags)))
     return out
+
+
+def _chunk_batch(
+    root: str, items: list[tuple[str, tuple[Outline, int]]]
+) -> list[tuple[str, bytes]]:
+    base = Path(root)
+    out = []
+    for path, outline in items:
+        blob, chunks = _chunk_one(base, path, outline)
+        out.append((blob, b"C" + msgspec.msgpack.encode(chunks)))
+    return out
+
+
+def _decode(data: bytes) -> Any:
+    if data[:1] == b"T":
+        return decode_tags(data[1:])
+    return _chunks_decoder.decode(data[1:])
+
+
+_chunks_decoder = msgspec.msgpack.Decoder(FileChunks)

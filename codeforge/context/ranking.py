@@ -63,7 +63,9 @@ class Ranking:
     def symbols(self) -> Iterator[RankedSymbol]:
         by_hash: dict[int, dict[int, list[int]]] = {}
         for f, h, r in zip(
-            self.pair_files.tolist(), self.pair_hashes.tolist(), self.pair_ranks.tolist(),
+            self.pair_files.tolist(),
+            self.pair_hashes.tolist(),
+            self.pair_ranks.tolist(),
             strict=True,
         ):
             index = by_hash.get(f)
@@ -125,9 +127,7 @@ def rank(
     # Join references to definers.
     at = np.searchsorted(unique_hashes, ref_hash)
     at_clipped = np.minimum(at, max(unique_hashes.size - 1, 0))
-    found = (
-        (unique_hashes[at_clipped] == ref_hash) if unique_hashes.size else np.zeros(0, bool)
-    )
+    found = (unique_hashes[at_clipped] == ref_hash) if unique_hashes.size else np.zeros(0, bool)
     r_hash_i, r_file, r_count = at[found], ref_file[found], ref_count[found]
     lengths = definers[r_hash_i]
     starts = first[r_hash_i]

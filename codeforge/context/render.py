@@ -125,8 +125,11 @@ class Renderer:
         lines: list[tuple[int, str]] = []
         # Enclosing definitions and scopes, outermost first, then the definition itself.
         for other in tags.defs:
-            if other is not d and other.start <= d.start and other.end >= d.end and (
-                other.start < d.start or other.end > d.end
+            if (
+                other is not d
+                and other.start <= d.start
+                and other.end >= d.end
+                and (other.start < d.start or other.end > d.end)
             ):
                 lines.extend(_numbered(other.start, other.signature))
         for scope in tags.scopes:

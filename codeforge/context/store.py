@@ -1,6 +1,8 @@
 """The engine's persistent cache: one SQLite file under the data dir.
 
     tags     content key -> encoded FileTags    (shared by every folder: same bytes, one parse)
+    chunks   content key -> encoded FileChunks  (search chunks, made on the first search)
+    vectors  chunk text key -> float32 vector   (embeddings, per model)
     folders  folder path -> its file index      (path, stat signature, content key)
     results  request key -> an encoded result   (a rendered map, for a file set + focus + budget)
 
@@ -19,6 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 import msgspec
 
@@ -26,6 +29,7 @@ from codeforge.context.tags import FileTags
 
 RESULTS_KEPT = 256
 _BATCH = 500
+Table = Literal["tags", "chunks", "vectors"]
 
 
 class FileEntry(msgspec.Struct, array_like=True, frozen=True):
@@ -66,6 +70,8 @@ class Store:
             db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS tags (key TEXT PRIMARY KEY, data BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS chunks (key TEXT PRIMARY KEY, data BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, data BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, data BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS results (
                     key TEXT PRIMARY KEY, data BLOB NOT NULL, used REAL NOT NULL);
@@ -82,28 +88,38 @@ class Store:
             self._local.db = db
         yield db
 
-    # -- tags ----------------------------------------------------------------------
+    # -- content-keyed blobs: tags, chunks, vectors ---------------------------------
 
-    def tags(self, keys: Iterable[str]) -> dict[str, bytes]:
-        """The encoded tags held for `keys` (missing keys are left out)."""
+    def blobs(self, table: Table, keys: Iterable[str]) -> dict[str, bytes]:
+        """The blobs held in `table` for `keys` (missing keys are left out)."""
         wanted = list(keys)
         out: dict[str, bytes] = {}
         with self._connection() as db:
             for i in range(0, len(wanted), _BATCH):
                 batch = wanted[i : i + _BATCH]
                 marks = ",".join("?" * len(batch))
-                out.update(db.execute(f"SELECT key, data FROM tags WHERE key IN ({marks})", batch))  # noqa: S608
+                sql = f"SELECT key, data FROM {table} WHERE key IN ({marks})"  # noqa: S608
+                out.update(db.execute(sql, batch))
         return out
 
-    def put_tags(self, items: Iterable[tuple[str, bytes]]) -> None:
+    def put_blobs(self, table: Table, items: Iterable[tuple[str, bytes]]) -> None:
         with self._connection() as db:
             db.execute("BEGIN")
             try:
-                db.executemany("INSERT OR REPLACE INTO tags (key, data) VALUES (?, ?)", items)
+                db.executemany(
+                    f"INSERT OR REPLACE INTO {table} (key, data) VALUES (?, ?)",  # noqa: S608
+                    items,
+                )
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def tags(self, keys: Iterable[str]) -> dict[str, bytes]:
+        return self.blobs("tags", keys)
+
+    def put_tags(self, items: Iterable[tuple[str, bytes]]) -> None:
+        self.put_blobs("tags", items)
 
     # -- folders -------------------------------------------------------------------
 

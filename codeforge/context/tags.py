@@ -5,8 +5,9 @@
 nothing downstream re-reads or re-parses a file: a definition carries its
 signature (the header lines up to its body) for rendering the map; references
 are counted per (name, enclosing definition) for the call graph and per name for
-ranking. Search chunks are made separately (`chunks.py`), only when searching. Arrays are stored as raw little-endian bytes (numpy reads them without
-copying), which keeps the cache compact and fast to decode.
+ranking. Search chunks are made separately (`chunks.py`), only when searching.
+Arrays are stored as raw little-endian bytes (numpy reads them without copying),
+which keeps the cache compact and fast to decode.
 """
 
 from __future__ import annotations

@@ -17,8 +17,43 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _WORD = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
 # Words too common in code to say anything about what a chunk is about.
 STOPWORDS = frozenset(
-    "self cls this the and for if else elif return def class function func fn var let "
-    "const new none null nil true false in is not of to a an or as import from".split()
+    [
+        "self",
+        "cls",
+        "this",
+        "the",
+        "and",
+        "for",
+        "if",
+        "else",
+        "elif",
+        "return",
+        "def",
+        "class",
+        "function",
+        "func",
+        "fn",
+        "var",
+        "let",
+        "const",
+        "new",
+        "none",
+        "null",
+        "nil",
+        "true",
+        "false",
+        "in",
+        "is",
+        "not",
+        "of",
+        "to",
+        "a",
+        "an",
+        "or",
+        "as",
+        "import",
+        "from",
+    ]
 )
 
 
