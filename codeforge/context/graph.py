@@ -149,11 +149,10 @@ class CodeGraph:
         symbol = self.data.symbols[s]
         best: Symbol | None = None
         for other in self._symbols_of(symbol.file):
-            if other.index >= 0 and other is not symbol and other.line <= symbol.line:
-                if other.end_line >= symbol.end_line and (
-                    best is None or other.line >= best.line
-                ):
-                    best = other
+            encloses = other.line <= symbol.line and other.end_line >= symbol.end_line
+            nearer = best is None or other.line >= best.line
+            if other.index >= 0 and other is not symbol and encloses and nearer:
+                best = other
         return best.name if best else None
 
     def _symbols_of(self, f: int) -> Iterable[Symbol]:
