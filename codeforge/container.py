@@ -14,10 +14,13 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
+from adapters.embeddings.local import LocalEmbedder
+from adapters.embeddings.local import installed as local_embeddings_installed
 from adapters.git.local import LocalGit
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.queue import NatsQueue
+from adapters.postgres.code_graph import PostgresCodeGraphStore
 from adapters.postgres.dead_letters import PostgresDeadLetterStore
 from adapters.postgres.event_feed import PostgresEventFeed
 from adapters.postgres.event_store import PostgresEventStore
@@ -41,6 +44,8 @@ from adapters.sandbox.docker import DockerSandboxFactory
 from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
+from codeforge.context.engine import ContextEngine
+from codeforge.context.projects import ProjectContext
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
@@ -141,6 +146,11 @@ async def running_git(max_concurrent: int) -> AsyncIterator[GitRunner]:
         yield runner
     finally:
         await runner.aclose()
+
+
+def embedder_kind() -> str:
+    # Semantic search when the optional extra is installed; keyword + graph otherwise.
+    return "local" if local_embeddings_installed() else "none"
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -299,6 +309,20 @@ class Container(containers.DeclarativeContainer):
     )
     lease_reaper = providers.Singleton(
         LeaseReaper, event_store, event_log, interval=settings.provided.worker.reaper_interval
+    )
+
+    # --- code intelligence (codeforge/context) ------------------------------
+    embedder = providers.Selector(
+        providers.Callable(embedder_kind),
+        local=providers.Singleton(LocalEmbedder),
+        none=providers.Object(None),
+    )
+    context_engine = providers.Singleton(
+        ContextEngine, providers.Callable(lambda p: p / "cache" / "context", data_path), embedder
+    )
+    code_graph_store = providers.Singleton(PostgresCodeGraphStore, db_pool)
+    project_context = providers.Singleton(
+        ProjectContext, projects, context_engine, code_graph_store
     )
 
     # --- HTTP guards --------------------------------------------------------

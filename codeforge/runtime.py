@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 from codeforge.container import Container
+from codeforge.context.projects import ProjectContext
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.services.agents import Agents
@@ -53,6 +54,7 @@ class Services:
     rate_limits: RateLimits
     idempotency: Idempotency
     dead_letters: DeadLetters
+    context: ProjectContext
 
 
 class Runtime:
@@ -169,6 +171,7 @@ class Runtime:
             rate_limits=self.rate_limits,
             idempotency=await c.idempotency(),
             dead_letters=await c.dead_letters(),
+            context=await c.project_context(),
         )
 
     async def _close_resources(self) -> None:

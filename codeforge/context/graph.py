@@ -16,47 +16,17 @@ neighbourhood of symbols or files within k hops under a node budget.
 from __future__ import annotations
 
 import posixpath
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 
-import msgspec
-
 from codeforge.context.tags import FileTags
+from codeforge.domain.code_graph import MODULE, GraphData, GraphHit, Symbol
+
+__all__ = ["MODULE", "CodeGraph", "GraphData", "GraphHit", "ImportResolver", "build_graph"]
 
 AMBIGUOUS = 3
-MODULE = "<module>"
 # Languages whose files call each other's definitions.
 FAMILY = {"c": "c", "cpp": "c", "javascript": "js", "typescript": "js", "tsx": "js"}
-
-
-class Symbol(msgspec.Struct, array_like=True, frozen=True):
-    file: int
-    index: int  # definition index in the file's tags, -1 for the file's top level
-    name: str
-    kind: str
-    line: int  # 1-based
-    end_line: int
-
-
-class GraphHit(msgspec.Struct, frozen=True):
-    """One answer of a graph query: a symbol (or a file's top level) or a file."""
-
-    path: str
-    name: str  # "<module>" for a file's top level, "" for a file
-    kind: str
-    line: int
-    end_line: int
-    uses: int = 0  # how many uses the edge stands for
-    hops: int = 1
-
-
-class GraphData(msgspec.Struct, array_like=True, frozen=True):
-    """What is cached (and stored in PostgreSQL) for a file set: resolved edges."""
-
-    paths: list[str]
-    symbols: list[Symbol]
-    calls: list[tuple[int, int, int]]  # (caller symbol, callee symbol, uses)
-    imports: list[tuple[int, int]]  # (importing file, imported file)
 
 
 def build_graph(paths: Sequence[str], tags: Sequence[FileTags]) -> GraphData:
@@ -132,7 +102,7 @@ class CodeGraph:
     # -- lookups -------------------------------------------------------------------
 
     def find(self, spec: str) -> list[int]:
-        """Symbols named by `spec`: `name`, `Outer.name`, `path:name` or a file's path."""
+        """Symbols named by `spec`: a file's path (its top level), `path:name` or `name`."""
         spec = spec.strip()
         if spec in self._file_of:
             return [self._module_of[self._file_of[spec]]]
@@ -140,27 +110,7 @@ class CodeGraph:
         if path and path in self._file_of:
             f = self._file_of[path]
             return [s for s in self._by_name.get(name, ()) if self.data.symbols[s].file == f]
-        if "." in spec and spec not in self._by_name:
-            outer, _, inner = spec.rpartition(".")
-            return [s for s in self._by_name.get(inner, ()) if self._encloser(s) == outer]
         return list(self._by_name.get(spec, ()))
-
-    def _encloser(self, s: int) -> str | None:
-        symbol = self.data.symbols[s]
-        best: Symbol | None = None
-        for other in self._symbols_of(symbol.file):
-            encloses = other.line <= symbol.line and other.end_line >= symbol.end_line
-            nearer = best is None or other.line >= best.line
-            if other.index >= 0 and other is not symbol and encloses and nearer:
-                best = other
-        return best.name if best else None
-
-    def _symbols_of(self, f: int) -> Iterable[Symbol]:
-        start = self._module_of[f]
-        for symbol in self.data.symbols[start:]:
-            if symbol.file != f:
-                break
-            yield symbol
 
     def hit(self, s: int, uses: int = 0, hops: int = 1) -> GraphHit:
         symbol = self.data.symbols[s]
@@ -192,13 +142,18 @@ class CodeGraph:
         for s in sources:
             for other, uses in edges.get(s, ()):
                 counted[other] += uses
-        ranked = sorted(counted.items(), key=lambda kv: (-kv[1], kv[0]))[:limit]
-        return [self.hit(s, uses) for s, uses in ranked]
+        ranked = sorted(counted.items(), key=lambda kv: (-kv[1], *self._place(kv[0])))
+        return [self.hit(s, uses) for s, uses in ranked[:limit]]
+
+    def _place(self, s: int) -> tuple[str, int, str]:
+        symbol = self.data.symbols[s]
+        return self.data.paths[symbol.file], symbol.line, symbol.name
 
     def importers(self, module: str, limit: int = 50) -> list[GraphHit]:
         """Files importing `module` (a path, or a module name as source code spells it)."""
         targets = self._files_named(module)
         found = sorted({a for t in targets for a in self._importers.get(t, ())})
+        # File indexes follow path order, so this is by path.
         return [self.file_hit(f) for f in found[:limit]]
 
     def imports_of(self, path: str, limit: int = 50) -> list[GraphHit]:
@@ -224,25 +179,23 @@ class CodeGraph:
         return self.around(start, hops, budget)
 
     def around(self, start: set[int], hops: int, budget: int) -> list[GraphHit]:
+        """Symbols within `hops` of `start` (not in it), nearest first, at most `budget`."""
         seen: dict[int, int] = {s: 0 for s in start}
-        queue = deque(sorted(start))
-        out: list[GraphHit] = []
-        while queue and len(out) < budget:
-            s = queue.popleft()
-            distance = seen[s]
-            if distance > 0:
-                out.append(self.hit(s, hops=distance))
-            if distance == hops:
-                continue
-            for other in self._neighbours(s):
-                if other not in seen:
-                    seen[other] = distance + 1
-                    queue.append(other)
-        return out[:budget]
+        frontier = sorted(start)
+        for distance in range(1, hops + 1):
+            following: list[int] = []
+            for s in frontier:
+                for other in self._neighbours(s):
+                    if other not in seen:
+                        seen[other] = distance
+                        following.append(other)
+            frontier = following
+        found = sorted((d, *self._place(s), s) for s, d in seen.items() if d > 0)
+        return [self.hit(s, hops=d) for d, _, _, _, s in found[:budget]]
 
     def _neighbours(self, s: int) -> list[int]:
-        out = [b for b, _ in sorted(self._out.get(s, ()), key=lambda e: -e[1])]
-        out += [a for a, _ in sorted(self._in.get(s, ()), key=lambda e: -e[1])]
+        out = [b for b, _ in self._out.get(s, ())]
+        out += [a for a, _ in self._in.get(s, ())]
         symbol = self.data.symbols[s]
         if symbol.index < 0:
             f = symbol.file

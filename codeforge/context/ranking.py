@@ -10,9 +10,12 @@ the files; each file's rank flows along its out-edges to the (file, name)
 definitions they point at, which ranks the symbols.
 
 Everything is vectorised: names are joined by their 64-bit hashes, so no Python
-loop runs over references. One deliberate difference from Aider: it takes the
+loop runs over references. Deliberate differences from Aider: it takes the
 square root of the use count once per definer, compounding for names defined in
-several files; here it is taken once.
+several files, where here it is taken once; files defining a named symbol are
+personalised like files whose path the task names; and names link files of one
+language family only (C with C++, JavaScript with TypeScript), where Aider links a Python
+call of `parse` to a `parse` defined in C.
 """
 
 from __future__ import annotations
@@ -104,6 +107,11 @@ def rank(
         personal[i] = value
 
     def_hash, def_file, def_factor = _definitions(tags)
+    wanted = np.fromiter((term_hash(i) for i in mentioned_idents), dtype=np.int64)
+    if wanted.size and def_hash.size:
+        # A symbol named in the task or the focus is what the user asks about: the files
+        # defining it get restart mass too (Aider only boosts the edges that use it).
+        personal[np.unique(def_file[np.isin(def_hash, wanted)])] += share
     ref_hash, ref_file, ref_count = _references(tags)
     if ref_hash.size == 0:
         # Nothing is referenced: let every definition count once (as Aider does).
@@ -120,8 +128,7 @@ def rank(
     unique_hashes, first, definers = np.unique(def_hash, return_index=True, return_counts=True)
     factor = def_factor[first].astype(np.float64)
     factor[definers > WIDELY_DEFINED] *= 0.1
-    if mentioned_idents:
-        wanted = np.fromiter((term_hash(i) for i in mentioned_idents), dtype=np.int64)
+    if wanted.size:
         factor[np.isin(unique_hashes, wanted)] *= MENTIONED
 
     # Join references to definers.
@@ -139,6 +146,11 @@ def rank(
     weight = factor[ident] * np.sqrt(np.repeat(r_count, lengths).astype(np.float64))
     weight = np.where(focus[src], weight * FOCUS_REFERENCER, weight)
     dst = def_file[target]
+    # A Python file calling `make_widget` does not call the C one: names link files of
+    # one language family only (C with C++, JavaScript with TypeScript).
+    family = _families(tags)
+    same = family[src] == family[dst]
+    src, dst, ident, weight = src[same], dst[same], ident[same], weight[same]
 
     # Defined but never referenced: a weak self-edge keeps the definer in the graph.
     referenced = np.zeros(unique_hashes.size, dtype=bool)
@@ -170,6 +182,14 @@ def rank(
         out_weight = np.bincount(src, weights=weight, minlength=n)
         flow = (file_rank[src] * weight / out_weight[src])[keep]
         key = dst[keep].astype(np.int64) * np.int64(unique_hashes.size) + ident[keep]
+        if wanted.size:
+            # A named symbol also takes its own file's rank: it is asked for, not only used.
+            named = np.isin(def_hash, wanted) & ~focus[def_file]
+            named_ident = np.searchsorted(unique_hashes, def_hash[named])
+            key = np.concatenate(
+                [key, def_file[named].astype(np.int64) * np.int64(unique_hashes.size) + named_ident]
+            )
+            flow = np.concatenate([flow, file_rank[def_file[named]]])
         keys, inverse = np.unique(key, return_inverse=True)
         totals = np.bincount(inverse, weights=flow)
         best = np.argsort(-totals, kind="stable")
@@ -180,6 +200,17 @@ def rank(
     by_rank = sorted(range(n), key=lambda i: (-file_rank[i], paths[i]))
     trailing = [i for i in by_rank if i not in ranked_files and not focus[i]]
     return Ranking(list(paths), file_rank, pair_files, pair_hashes, pair_ranks, tags, trailing)
+
+
+def _families(tags: Sequence[FileTags]) -> Array:
+    from codeforge.context.graph import FAMILY
+
+    ids: dict[str, int] = {}
+    return np.fromiter(
+        (ids.setdefault(FAMILY.get(t.language, t.language), len(ids)) for t in tags),
+        dtype=np.int32,
+        count=len(tags),
+    )
 
 
 def _definitions(tags: Sequence[FileTags]) -> tuple[Array, Array, Array]:

@@ -46,7 +46,7 @@ class RepoMap(msgspec.Struct, frozen=True):
     text: str
     tokens: int
     budget: int
-    files: list[MapFile]
+    files: list[MapFile]  # in rank order: the file of the best-ranked symbol first
     files_total: int  # source files in the folder
     focus_files: list[str]
     mentioned_symbols: list[str]
@@ -135,6 +135,7 @@ def build_map(snapshot: Snapshot, focus: Focus, budget: int) -> RepoMap:
 
 
 def _structured(snapshot: Snapshot, ranking: Ranking, entries: list[Entry]) -> list[MapFile]:
+    """Files in the order the map ranked them (by their first entry), symbols by line."""
     symbols: dict[int, list[MapSymbol]] = {}
     for e in entries:
         listed = symbols.setdefault(e.file, [])
@@ -142,7 +143,7 @@ def _structured(snapshot: Snapshot, ranking: Ranking, entries: list[Entry]) -> l
             continue
         d = snapshot.tags[e.file].defs[e.def_index]
         listed.append(MapSymbol(d.name, d.kind, d.line + 1, d.end + 1, d.signature, e.rank))
-    files = [
+    return [
         MapFile(
             snapshot.paths[f],
             float(ranking.file_rank[f]),
@@ -150,5 +151,3 @@ def _structured(snapshot: Snapshot, ranking: Ranking, entries: list[Entry]) -> l
         )
         for f, listed in symbols.items()
     ]
-    files.sort(key=lambda m: (-m.rank, m.path))
-    return files

@@ -115,6 +115,11 @@ class Store:
                 raise
             db.execute("COMMIT")
 
+    def count(self, table: Table) -> int:
+        with self._connection() as db:
+            row = db.execute(f"SELECT count(*) FROM {table}").fetchone()  # noqa: S608
+        return int(row[0])
+
     def tags(self, keys: Iterable[str]) -> dict[str, bytes]:
         return self.blobs("tags", keys)
 

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency, Provide
 
 from codeforge.domain.keys import Principal
 from codeforge.http.api.agents import AgentController
+from codeforge.http.api.context import ContextController
 from codeforge.http.api.dead_letters import DeadLetterController
 from codeforge.http.api.keys import KeyController
 from codeforge.http.api.models import ModelController
@@ -56,6 +57,7 @@ def api_router(runtime: Runtime) -> Router:
             KeyController,
             SessionController,
             DeadLetterController,
+            ContextController,
         ],
         dependencies={
             "principal": Provide(principal_of, sync_to_thread=False),
@@ -68,6 +70,7 @@ def api_router(runtime: Runtime) -> Router:
             "keys": service("api_keys"),
             "sessions": open_service("sessions"),
             "dead_letters": service("dead_letters"),
+            "context": service("context"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),
