@@ -52,7 +52,10 @@ def main():
         # A new RepoMap each run, as a new Aider process would make; refresh "always"
         # so no in-memory map cache answers.
         repo_map = RepoMap(
-            map_tokens=int(tokens), root=root, main_model=OfflineModel(), io=io,
+            map_tokens=int(tokens),
+            root=root,
+            main_model=OfflineModel(),
+            io=io,
             refresh="always",
         )
         text = repo_map.get_repo_map(focus, others) or ""
@@ -63,9 +66,16 @@ def main():
         rel = tag[0]
         if rel not in order:
             order.append(rel)
-    print(json.dumps({
-        "seconds": seconds, "map": text, "tokens": count_tokens(text), "ranked_files": order,
-    }))
+    print(
+        json.dumps(
+            {
+                "seconds": seconds,
+                "map": text,
+                "tokens": count_tokens(text),
+                "ranked_files": order,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -91,9 +91,7 @@ def test_the_map_fits_every_budget_and_ranks_the_library_first(
     assert {"Widget", "make_widget"} <= symbols
 
 
-def test_a_symbol_focus_and_the_task_text_steer_the_map(
-    engine: ContextEngine, repo: Path
-) -> None:
+def test_a_symbol_focus_and_the_task_text_steer_the_map(engine: ContextEngine, repo: Path) -> None:
     by_symbol = engine.repo_map(repo, tokens=60, focus=["WidgetPanel"])
     assert by_symbol.mentioned_symbols == ["WidgetPanel"]
     assert by_symbol.files[0].path == "tsx/Panel.tsx"
@@ -120,7 +118,11 @@ def test_an_unchanged_folder_parses_nothing_and_one_edit_parses_one_file(
     assert again.repo_map(repo, tokens=300) == first
     assert again.indexer.parse_count == 0
 
-    commit_file(repo, "py/widgets.py", SOURCES["python"]["py/widgets.py"] + "\n\ndef extra_tool():\n    pass\n")
+    commit_file(
+        repo,
+        "py/widgets.py",
+        SOURCES["python"]["py/widgets.py"] + "\n\ndef extra_tool():\n    pass\n",
+    )
     edited = again.repo_map(repo, tokens=3000)
     assert again.indexer.parse_count == 1
     assert "def extra_tool():" in edited.text

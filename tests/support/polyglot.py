@@ -55,18 +55,18 @@ SOURCES: dict[str, dict[str, str]] = {
         ),
         "tsx/Page.tsx": (
             "import { WidgetPanel } from './Panel';\n\n"
-            "export function MainPage() {\n  return <WidgetPanel title=\"x\" />;\n}\n"
+            'export function MainPage() {\n  return <WidgetPanel title="x" />;\n}\n'
         ),
     },
     "go": {
         "go/widgets.go": (
-            "package widgets\n\nimport \"fmt\"\n\ntype Widget struct {\n\tDepth int\n}\n\n"
+            'package widgets\n\nimport "fmt"\n\ntype Widget struct {\n\tDepth int\n}\n\n'
             "func (w *Widget) RenderWidget(depth int) string {\n"
             "\treturn fmt.Sprint(depth)\n}\n\n"
             "func MakeWidget(name string) *Widget {\n\treturn &Widget{}\n}\n"
         ),
         "go/app.go": (
-            "package widgets\n\nfunc MainEntry() string {\n\tw := MakeWidget(\"a\")\n"
+            'package widgets\n\nfunc MainEntry() string {\n\tw := MakeWidget("a")\n'
             "\treturn w.RenderWidget(1)\n}\n"
         ),
     },
@@ -74,12 +74,12 @@ SOURCES: dict[str, dict[str, str]] = {
         "rs/widgets.rs": (
             "pub struct Widget {\n    depth: u32,\n}\n\nimpl Widget {\n"
             "    pub fn render_widget(&self, depth: u32) -> String {\n"
-            "        format!(\"{}\", depth)\n    }\n}\n\n"
+            '        format!("{}", depth)\n    }\n}\n\n'
             "pub fn make_widget(name: &str) -> Widget {\n    Widget { depth: 0 }\n}\n"
         ),
         "rs/main.rs": (
             "mod widgets;\nuse crate::widgets::make_widget;\n\n"
-            "fn main_entry() -> String {\n    let w = make_widget(\"a\");\n"
+            'fn main_entry() -> String {\n    let w = make_widget("a");\n'
             "    w.render_widget(1)\n}\n"
         ),
     },
@@ -92,7 +92,7 @@ SOURCES: dict[str, dict[str, str]] = {
         ),
         "java/App.java": (
             "package shop;\n\nimport shop.Widget;\n\npublic class App {\n"
-            "    public String mainEntry() {\n        Widget w = Widget.makeWidget(\"a\");\n"
+            '    public String mainEntry() {\n        Widget w = Widget.makeWidget("a");\n'
             "        return w.renderWidget(1);\n    }\n}\n"
         ),
     },
@@ -103,14 +103,14 @@ SOURCES: dict[str, dict[str, str]] = {
             "int render_widget(widget_t *w, int depth);\n\n#endif\n"
         ),
         "c/widgets.c": (
-            "#include \"widgets.h\"\n#include <stdlib.h>\n\n"
+            '#include "widgets.h"\n#include <stdlib.h>\n\n'
             "widget_t *make_widget(const char *name) {\n"
             "  return calloc(1, sizeof(widget_t));\n}\n\n"
             "int render_widget(widget_t *w, int depth) {\n  return depth;\n}\n"
         ),
         "c/app.c": (
-            "#include \"widgets.h\"\n\nint main_entry(void) {\n"
-            "  widget_t *w = make_widget(\"a\");\n  return render_widget(w, 1);\n}\n"
+            '#include "widgets.h"\n\nint main_entry(void) {\n'
+            '  widget_t *w = make_widget("a");\n  return render_widget(w, 1);\n}\n'
         ),
     },
     "cpp": {
@@ -120,13 +120,13 @@ SOURCES: dict[str, dict[str, str]] = {
             "Widget makeWidget(const std::string &name);\n}  // namespace shop\n"
         ),
         "cpp/widgets.cpp": (
-            "#include \"widgets.hpp\"\n\nnamespace shop {\n"
+            '#include "widgets.hpp"\n\nnamespace shop {\n'
             "std::string Widget::renderWidget(int depth) {\n  return std::to_string(depth);\n}\n\n"
             "Widget makeWidget(const std::string &name) {\n  return Widget();\n}\n}\n"
         ),
         "cpp/app.cpp": (
-            "#include \"widgets.hpp\"\n\nstd::string mainEntry() {\n"
-            "  shop::Widget w = shop::makeWidget(\"a\");\n  return w.renderWidget(1);\n}\n"
+            '#include "widgets.hpp"\n\nstd::string mainEntry() {\n'
+            '  shop::Widget w = shop::makeWidget("a");\n  return w.renderWidget(1);\n}\n'
         ),
     },
     "c_sharp": {
@@ -140,7 +140,7 @@ SOURCES: dict[str, dict[str, str]] = {
         "cs/App.cs": (
             "using Shop;\n\nnamespace Shop\n{\n    public class App\n    {\n"
             "        public string MainEntry()\n        {\n"
-            "            Widget w = Widget.MakeWidget(\"a\");\n"
+            '            Widget w = Widget.MakeWidget("a");\n'
             "            return w.RenderWidget(1);\n        }\n    }\n}\n"
         ),
     },
@@ -171,7 +171,10 @@ SOURCES: dict[str, dict[str, str]] = {
 
 # The names each language's library file must define, and the user file must reference.
 EXPECTED: dict[str, tuple[set[str], set[str]]] = {
-    "python": ({"Widget", "render_widget", "make_widget", "LIMIT"}, {"make_widget", "render_widget"}),
+    "python": (
+        {"Widget", "render_widget", "make_widget", "LIMIT"},
+        {"make_widget", "render_widget"},
+    ),
     "javascript": ({"Widget", "renderWidget", "makeWidget"}, {"makeWidget", "renderWidget"}),
     "typescript": (
         {"WidgetShape", "Widget", "renderWidget", "makeWidget"},

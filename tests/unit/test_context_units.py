@@ -76,7 +76,9 @@ def test_bm25_returns_at_most_limit_results_best_first() -> None:
         )
     )
 )
-def test_pagerank_agrees_with_networkx(case: tuple[int, list[tuple[int, int, float]], list[float]]) -> None:
+def test_pagerank_agrees_with_networkx(
+    case: tuple[int, list[tuple[int, int, float]], list[float]],
+) -> None:
     n, edges, personal = case
     graph = networkx.MultiDiGraph()
     graph.add_nodes_from(range(n))

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from litestar import Controller
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, FromQuery, QueryParameter
 
 from codeforge.context.grep import GrepResults
 from codeforge.context.pack import ContextPack, SearchResults
@@ -54,10 +54,10 @@ class ContextController(Controller):
         principal: NamedDependency[Principal],
         tokens: Tokens = 1024,
         focus: Focus = None,
-        query: TaskText = "",
+        task: TaskText = "",
     ) -> RepoMap:
         return await context.repo_map(
-            principal, project_id, tokens=tokens, focus=focus or [], query=query
+            principal, project_id, tokens=tokens, focus=focus or [], query=task
         )
 
     @get("/search", summary="Hybrid code search: keyword, semantic, repo map and graph, fused")
@@ -79,8 +79,8 @@ class ContextController(Controller):
         principal: NamedDependency[Principal],
         pattern: Pattern,
         limit: Results = 50,
-        fixed: bool = False,
-        ignore_case: bool = False,
+        fixed: FromQuery[bool] = False,
+        ignore_case: FromQuery[bool] = False,
     ) -> GrepResults:
         return await context.grep(
             principal, project_id, pattern, limit=limit, fixed=fixed, ignore_case=ignore_case
@@ -106,9 +106,9 @@ class ContextController(Controller):
         project_id: FromPath[uuid.UUID],
         context: NamedDependency[ProjectContext],
         principal: NamedDependency[Principal],
-        query: GraphQuery,
+        kind: FromQuery[GraphQuery],
         symbol: Spec,
         hops: Hops = 2,
         limit: GraphResults = 50,
     ) -> list[GraphHit]:
-        return await context.graph(principal, project_id, query, symbol, hops=hops, limit=limit)
+        return await context.graph(principal, project_id, kind, symbol, hops=hops, limit=limit)
