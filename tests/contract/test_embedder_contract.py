@@ -57,7 +57,8 @@ class EmbedderContract:
         assert close > far
 
     def test_the_model_is_named(self, embedder: Embedder) -> None:
-        assert embedder.model and embedder.dimensions > 0
+        assert embedder.model
+        assert embedder.dimensions > 0
 
 
 class TestHashingEmbedder(EmbedderContract):
@@ -73,4 +74,5 @@ class TestLocalEmbedder(EmbedderContract):
         return LocalEmbedder()  # the model itself loads once per process
 
     def test_the_model_is_minilm_with_384_dimensions(self, embedder: Embedder) -> None:
-        assert embedder.dimensions == 384 and "MiniLM" in embedder.model
+        assert embedder.dimensions == 384
+        assert "MiniLM" in embedder.model

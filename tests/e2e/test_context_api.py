@@ -33,7 +33,8 @@ async def test_the_repo_map_of_a_project_fits_its_budget_and_honours_the_focus(
     )
     assert response.status_code == 200, response.text
     body = response.json()
-    assert 0 < body["tokens"] <= 300 and body["budget"] == 300
+    assert 0 < body["tokens"] <= 300
+    assert body["budget"] == 300
     assert body["focus_files"] == ["py/app.py"]
     assert body["files"][0]["path"] == "py/widgets.py"
     assert "def make_widget(name):" in body["text"]
@@ -51,22 +52,26 @@ async def test_search_grep_and_context_packs_answer_from_the_workspace(
     )
     assert found.status_code == 200, found.text
     body = found.json()
-    assert len(body["hits"]) == 5 and "keyword" in body["signals"]
+    assert len(body["hits"]) == 5
+    assert "keyword" in body["signals"]
     assert any("widget" in h["symbol"].lower() for h in body["hits"])
     # The [embeddings] extra is installed for the tests: the semantic signal takes part.
-    assert "semantic" in body["signals"] and body["notices"] == []
+    assert "semantic" in body["signals"]
+    assert body["notices"] == []
 
     grep = await client.get(
         f"{base}/grep", params={"pattern": "make_?[wW]idget", "limit": 2}, headers=admin
     )
     assert grep.status_code == 200, grep.text
-    assert len(grep.json()["matches"]) == 2 and grep.json()["truncated"] is True
+    assert len(grep.json()["matches"]) == 2
+    assert grep.json()["truncated"] is True
 
     pack = await client.get(
         f"{base}/context-pack", params={"q": "make a widget", "tokens": 200}, headers=admin
     )
     assert pack.status_code == 200, pack.text
-    assert 0 < pack.json()["tokens"] <= 200 and pack.json()["items"][0]["text"]
+    assert 0 < pack.json()["tokens"] <= 200
+    assert pack.json()["items"][0]["text"]
 
 
 async def test_graph_queries_come_from_the_stored_graph(
@@ -97,7 +102,8 @@ async def test_graph_queries_come_from_the_stored_graph(
             "SELECT count(*) FROM code_edges WHERE project_id = %s", (project,)
         )
         row = await cursor.fetchone()
-    assert row is not None and row[0] > 0
+    assert row is not None
+    assert row[0] > 0
 
 
 async def test_bad_parameters_and_unknown_projects_are_clear_errors(
@@ -109,7 +115,8 @@ async def test_bad_parameters_and_unknown_projects_are_clear_errors(
     ).status_code == 400
     assert (await client.get(f"{base}/search", headers=admin)).status_code == 400
     bad = await client.get(f"{base}/grep", params={"pattern": "(unclosed"}, headers=admin)
-    assert bad.status_code == 422 and "search failed" in bad.json()["detail"]
+    assert bad.status_code == 422
+    assert "search failed" in bad.json()["detail"]
     unknown = await client.get(
         "/api/v1/projects/00000000-0000-0000-0000-000000000001/repomap", headers=admin
     )

@@ -28,17 +28,21 @@ def test_repomap_prints_a_budgeted_map_and_reports_indexing_once(
     cold = run_codeforge(["repomap", str(repo), "--tokens", "200", "--focus", "py/app.py"], env)
     assert cold.returncode == 0, cold.stderr
     assert f"indexed {files} files" in cold.stderr
-    assert "py/widgets.py:" in cold.stdout and "│def make_widget(name):" in cold.stdout
+    assert "py/widgets.py:" in cold.stdout
+    assert "│def make_widget(name):" in cold.stdout
     assert "of 200 tokens" in cold.stderr
     assert (tmp_path / "data" / "cache" / "context" / "context.sqlite3").exists()
 
     warm = run_codeforge(["repomap", str(repo), "--tokens", "200", "--focus", "py/app.py"], env)
-    assert warm.returncode == 0 and "indexed" not in warm.stderr
+    assert warm.returncode == 0
+    assert "indexed" not in warm.stderr
     assert warm.stdout == cold.stdout
 
     as_json = json.loads(run_codeforge(["repomap", str(repo), "--json"], env).stdout)
-    assert as_json["budget"] == 1024 and as_json["tokens"] <= 1024
-    assert as_json["files"] and as_json["files_total"] == files
+    assert as_json["budget"] == 1024
+    assert as_json["tokens"] <= 1024
+    assert as_json["files"]
+    assert as_json["files_total"] == files
 
 
 def test_search_finds_code_by_words_and_by_pattern(repo: Path, env: dict[str, str]) -> None:
@@ -49,14 +53,16 @@ def test_search_finds_code_by_words_and_by_pattern(repo: Path, env: dict[str, st
 
     grep = run_codeforge(["search", str(repo), "--regex", r"def (make|render)_widget"], env)
     assert grep.returncode == 0, grep.stderr
-    assert "py/widgets.py:" in grep.stdout and "rb/widget.rb:" in grep.stdout
+    assert "py/widgets.py:" in grep.stdout
+    assert "rb/widget.rb:" in grep.stdout
 
     pack = json.loads(
         run_codeforge(
             ["search", str(repo), "make a widget", "--pack", "--tokens", "120", "--json"], env
         ).stdout
     )
-    assert 0 < pack["tokens"] <= 120 and pack["items"]
+    assert 0 < pack["tokens"] <= 120
+    assert pack["items"]
 
 
 def test_graph_answers_callers_and_importers(repo: Path, env: dict[str, str]) -> None:
@@ -66,7 +72,8 @@ def test_graph_answers_callers_and_importers(repo: Path, env: dict[str, str]) ->
     importers = run_codeforge(["graph", str(repo), "importers", "c/widgets.h", "--json"], env)
     assert [h["path"] for h in json.loads(importers.stdout)] == ["c/app.c", "c/widgets.c"]
     none = run_codeforge(["graph", str(repo), "callers", "nothing_here"], env)
-    assert none.returncode == 0 and "no callers found" in none.stderr
+    assert none.returncode == 0
+    assert "no callers found" in none.stderr
 
 
 def test_bad_input_is_one_line_and_a_failure_code(
@@ -76,7 +83,9 @@ def test_bad_input_is_one_line_and_a_failure_code(
     assert missing.returncode == 1
     assert missing.stderr.strip() == f"codeforge: {tmp_path / 'nope'} does not exist"
     budget = run_codeforge(["repomap", str(repo), "--tokens", "0"], env)
-    assert budget.returncode == 1 and "tokens is 1-200000" in budget.stderr
+    assert budget.returncode == 1
+    assert "tokens is 1-200000" in budget.stderr
     pattern = run_codeforge(["search", str(repo), "--regex", "(open"], env)
-    assert pattern.returncode == 1 and "search failed" in pattern.stderr
+    assert pattern.returncode == 1
+    assert "search failed" in pattern.stderr
     assert "Traceback" not in missing.stderr + budget.stderr + pattern.stderr

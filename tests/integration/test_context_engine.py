@@ -72,7 +72,8 @@ def test_graph_queries_answer_callers_callees_and_neighbours(
     assert {(h.path, h.name) for h in near} >= {("py/app.py", "main_entry")}
     assert all(h.hops == 1 for h in near)
     two = graph.neighbourhood(["py/widgets.py:make_widget"], hops=2, budget=3)
-    assert len(two) == 3 and [h.hops for h in two] == sorted(h.hops for h in two)
+    assert len(two) == 3
+    assert [h.hops for h in two] == sorted(h.hops for h in two)
     assert graph.callers("no_such_symbol") == []
 
 
@@ -86,7 +87,8 @@ def test_the_map_fits_every_budget_and_ranks_the_library_first(
     assert focused.focus_files == ["py/app.py"]
     assert focused.files[0].path == "py/widgets.py"  # what the focus file uses
     assert "py/app.py" not in {f.path for f in focused.files}  # the agent has it open
-    assert "class Widget" in focused.text and "def make_widget(name):" in focused.text
+    assert "class Widget" in focused.text
+    assert "def make_widget(name):" in focused.text
     symbols = {s.name for f in focused.files for s in f.symbols}
     assert {"Widget", "make_widget"} <= symbols
 
@@ -173,8 +175,10 @@ async def test_search_without_embeddings_says_so_and_still_finds(
     engine: ContextEngine, repo: Path
 ) -> None:
     results = await engine.search(repo, "make widget", limit=5)
-    assert results.notices and "pip install 'codeforge[embeddings]'" in results.notices[0]
-    assert "semantic" not in results.signals and "keyword" in results.signals
+    assert results.notices
+    assert "pip install 'codeforge[embeddings]'" in results.notices[0]
+    assert "semantic" not in results.signals
+    assert "keyword" in results.signals
     top = [h for h in results.hits if h.symbol.lower().replace("_", "") == "makewidget"]
     assert top, "a make_widget definition is among the first five"
     assert any(w.startswith("keyword #") for w in top[0].why)
@@ -210,7 +214,8 @@ async def test_a_context_pack_stays_within_its_budget_and_carries_the_code(
 ) -> None:
     pack = await engine.context_pack(repo, "how is a widget rendered", token_budget=150)
     assert 0 < pack.tokens <= 150
-    assert pack.items and all(i.text and i.why for i in pack.items)
+    assert pack.items
+    assert all(i.text and i.why for i in pack.items)
     assert sum(i.tokens for i in pack.items) == pack.tokens
     first = pack.items[0]
     lines = (repo / first.path).read_text().split("\n")[first.start_line - 1 : first.end_line]
@@ -227,7 +232,8 @@ def test_grep_respects_its_budget_and_refuses_bad_patterns(
     engine: ContextEngine, repo: Path
 ) -> None:
     found = engine.grep(repo, r"Widget|widget", limit=3)
-    assert len(found.matches) == 3 and found.truncated
+    assert len(found.matches) == 3
+    assert found.truncated
     every = engine.grep(repo, "make_widget", limit=100)
     assert not every.truncated
     assert {m.path for m in every.matches} >= {"py/widgets.py", "py/app.py"}

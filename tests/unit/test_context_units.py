@@ -21,11 +21,16 @@ from codeforge.context.terms import term_hash, terms
 
 def test_the_tokenizer_keeps_identifiers_whole_and_splits_them_into_words() -> None:
     found = terms("def parse_header(rawHeader, HTTPServer): return self.max_size2")
-    assert "parse_header" in found and {"parse", "header"} <= set(found)
-    assert "rawheader" in found and {"raw", "header"} <= set(found)
-    assert "httpserver" in found and {"http", "server"} <= set(found)
-    assert "max_size2" in found and {"max", "size"} <= set(found)
-    assert "self" not in found and "def" not in found  # too common to say anything
+    assert "parse_header" in found
+    assert {"parse", "header"} <= set(found)
+    assert "rawheader" in found
+    assert {"raw", "header"} <= set(found)
+    assert "httpserver" in found
+    assert {"http", "server"} <= set(found)
+    assert "max_size2" in found
+    assert {"max", "size"} <= set(found)
+    assert "self" not in found
+    assert "def" not in found
 
 
 def test_term_hashes_are_stable_across_processes() -> None:
@@ -35,10 +40,10 @@ def test_term_hashes_are_stable_across_processes() -> None:
 
 def test_bm25_ranks_the_chunk_that_uses_the_query_words_most_specifically() -> None:
     source = (
-        "def parse_header(line):\n    return line.split(':')\n\n"
-        "def render_page(page):\n    return page.title\n\n"
-        "def header_size(header):\n    return len(header)\n"
-    ).encode()
+        b"def parse_header(line):\n    return line.split(':')\n\n"
+        b"def render_page(page):\n    return page.title\n\n"
+        b"def header_size(header):\n    return len(header)\n"
+    )
     tags = extract("m.py", source)
     assert tags is not None
     index = Bm25Index([chunk(source, tags.defs, tags.lines)])
@@ -147,7 +152,8 @@ def test_chunks_are_whole_symbols_where_they_fit_and_windows_elsewhere() -> None
     found = spans([small, inner, huge, method], 500)
     assert (10, 20, "f") in found
     assert not any(s == "g" for _, _, s in found)  # inside f's chunk
-    assert (110, 130, "m") in found and not any(s == "Big" for _, _, s in found)
+    assert (110, 130, "m") in found
+    assert not any(s == "Big" for _, _, s in found)
     covered = sorted(line for a, b, _ in found for line in range(a, b + 1))
     assert covered == list(range(500))  # every line in exactly one chunk
 
@@ -159,11 +165,15 @@ def test_every_language_has_a_query_that_compiles() -> None:
     }  # fmt: skip
     for language in LANGUAGES:
         parser, query = parser_and_query(language)
-        assert parser is not None and query is not None
-    assert language_of("a/b.tsx") == "tsx" and language_of("README.md") is None
+        assert parser is not None
+        assert query is not None
+    assert language_of("a/b.tsx") == "tsx"
+    assert language_of("README.md") is None
 
 
 def test_a_binary_or_huge_file_is_listed_but_not_parsed() -> None:
     binary = extract("x.c", b"\0\0\0int main() {}")
-    assert binary is not None and binary.defs == [] and "binary" in binary.error
+    assert binary is not None
+    assert binary.defs == []
+    assert "binary" in binary.error
     assert extract("notes.txt", b"hello") is None
