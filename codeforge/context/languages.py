@@ -71,7 +71,7 @@ def query_version() -> str:
 @functools.cache
 def parser_and_query(language: str) -> tuple[Any, Any]:
     """(parser, compiled tags query) for `language`; built once per process."""
-    import tree_sitter_languages
+    import tree_sitter_languages  # type: ignore[import-untyped]
 
     with warnings.catch_warnings():
         # tree-sitter 0.21 deprecates the Language(path, name) call the bundle makes.

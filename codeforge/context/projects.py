@@ -28,10 +28,20 @@ GraphQuery = Literal["callers", "callees", "importers", "neighbours"]
 
 
 class ProjectContext:
-    def __init__(self, projects: Projects, engine: ContextEngine, graphs: CodeGraphStore) -> None:
+    def __init__(
+        self,
+        projects: Projects,
+        engine: ContextEngine,
+        graphs: CodeGraphStore,
+        *,
+        vector_wait: float = 5.0,
+    ) -> None:
         self._projects = projects
         self._engine = engine
         self._graphs = graphs
+        # A request waits this long for a project's first semantic index, then answers
+        # without it (saying so) while the index is finished in the background.
+        self._vector_wait = vector_wait
 
     async def _workspace(self, principal: Principal, project_id: uuid.UUID) -> Path:
         project = await self._projects.get(principal, project_id)
@@ -61,7 +71,9 @@ class ProjectContext:
         self, principal: Principal, project_id: uuid.UUID, query: str, *, limit: int
     ) -> SearchResults:
         workspace = await self._workspace(principal, project_id)
-        return await self._engine.search(workspace, query, limit=limit)
+        return await self._engine.search(
+            workspace, query, limit=limit, wait_for_vectors=self._vector_wait
+        )
 
     async def grep(
         self,
@@ -89,7 +101,11 @@ class ProjectContext:
     ) -> ContextPack:
         workspace = await self._workspace(principal, project_id)
         return await self._engine.context_pack(
-            workspace, query, focus=focus, token_budget=token_budget
+            workspace,
+            query,
+            focus=focus,
+            token_budget=token_budget,
+            wait_for_vectors=self._vector_wait,
         )
 
     async def graph(

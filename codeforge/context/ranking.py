@@ -176,7 +176,9 @@ def rank(
     file_rank[graph_files] = ranks
 
     # Each file's rank flows along its out-edges to the definitions they name.
-    pair_files = pair_hashes = pair_ranks = np.zeros(0)
+    pair_files: Array = np.zeros(0, np.int64)
+    pair_hashes: Array = np.zeros(0, np.int64)
+    pair_ranks: Array = np.zeros(0)
     if src.size:
         keep = ~focus[dst]
         out_weight = np.bincount(src, weights=weight, minlength=n)

@@ -245,3 +245,24 @@ def test_grep_respects_its_budget_and_refuses_bad_patterns(
         engine.grep(repo, "(unclosed", limit=5)
     with pytest.raises(ValidationFailed, match="one line"):
         engine.grep(repo, "a\nb")
+
+
+async def test_a_slow_first_semantic_index_does_not_hold_up_a_search(
+    repo: Path, tmp_path: Path
+) -> None:
+    release = asyncio.Event()
+
+    class Slow(HashingEmbedder):
+        async def embed(self, texts):  # type: ignore[no-untyped-def]
+            if len(texts) > 1:  # chunks, not the query
+                await release.wait()
+            return await super().embed(texts)
+
+    engine = ContextEngine(tmp_path / "cache", Slow())
+    early = await engine.search(repo, "render widget", limit=5, wait_for_vectors=0.05)
+    assert "semantic" not in early.signals
+    assert early.notices and "semantic index is being built" in early.notices[0]
+    assert early.hits  # keyword, repo map and graph still answer
+    release.set()
+    later = await engine.search(repo, "render widget", limit=5, wait_for_vectors=5)
+    assert "semantic" in later.signals and later.notices == []
