@@ -155,9 +155,10 @@ def _add_context_commands(commands: Any, common: argparse.ArgumentParser) -> Non
 class _ProgressBar:
     """Parsing progress on stderr: a bar on a terminal, two lines elsewhere."""
 
-    SHOWN_FROM = 25  # files; a small update is not worth a bar
+    SHOWN_FROM = 25  # items; a small update is not worth a bar
 
-    def __init__(self) -> None:
+    def __init__(self, verb: str = "indexed", unit: str = "files") -> None:
+        self._verb, self._unit = verb, unit
         self._tty = sys.stderr.isatty()
         self._started: float | None = None
         self._total = 0
@@ -170,15 +171,18 @@ class _ProgressBar:
         if self._started is None:
             self._started, self._total = time.perf_counter(), total
             if not self._tty:
-                print(f"codeforge: indexing {total} files…", file=sys.stderr)
+                print(f"codeforge: {self._verb} 0 of {total} {self._unit}…", file=sys.stderr)
         if self._tty:
             filled = int(30 * done / total)
             bar = "#" * filled + "." * (30 - filled)
-            print(f"\r[{bar}] {done}/{total} files", end="", file=sys.stderr, flush=True)
+            print(f"\r[{bar}] {done}/{total} {self._unit}", end="", file=sys.stderr, flush=True)
         if done == total:
             seconds = time.perf_counter() - self._started
             end = "\n" if self._tty else ""
-            print(f"{end}codeforge: indexed {total} files in {seconds:.1f} s", file=sys.stderr)
+            print(
+                f"{end}codeforge: {self._verb} {total} {self._unit} in {seconds:.1f} s",
+                file=sys.stderr,
+            )
             self._started = None
 
 
@@ -229,6 +233,7 @@ def _search(loaded: LoadedConfig, args: argparse.Namespace) -> int:
                 focus=args.focus,
                 token_budget=args.tokens,
                 progress=progress,
+                embed_progress=_ProgressBar("embedded", "chunks"),
             )
         )
         for notice in pack.notices:
@@ -242,7 +247,14 @@ def _search(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         print(f"codeforge: {pack.tokens} of {pack.token_budget} tokens", file=sys.stderr)
         return EXIT_OK
     results = asyncio.run(
-        engine.search(args.path, args.query, limit=args.limit, focus=args.focus, progress=progress)
+        engine.search(
+            args.path,
+            args.query,
+            limit=args.limit,
+            focus=args.focus,
+            progress=progress,
+            embed_progress=_ProgressBar("embedded", "chunks"),
+        )
     )
     for notice in results.notices:
         print(f"codeforge: {notice}", file=sys.stderr)

@@ -172,6 +172,7 @@ class ContextEngine:
         focus: Sequence[str] = (),
         progress: Progress | None = None,
         wait_for_vectors: float | None = None,
+        embed_progress: Progress | None = None,
     ) -> SearchResults:
         """Fused search results. `wait_for_vectors`: seconds to wait for a folder's first
         semantic index (None: until it is made); see `_semantic`."""
@@ -179,7 +180,7 @@ class ContextEngine:
             raise ValidationFailed("limit is 1-200", field="limit")
         started = time.perf_counter()
         snapshot, search, fused, signals, notices = await self._fused(
-            root, query, focus, progress, wait_for_vectors
+            root, query, focus, progress, wait_for_vectors, embed_progress
         )
         hits = [
             SearchHit(
@@ -205,12 +206,13 @@ class ContextEngine:
         token_budget: int = 4000,
         progress: Progress | None = None,
         wait_for_vectors: float | None = None,
+        embed_progress: Progress | None = None,
     ) -> ContextPack:
         """The best chunks for `query`, with their text, within `token_budget` tokens."""
         _check_budget(token_budget, "token_budget")
         started = time.perf_counter()
         snapshot, search, fused, signals, notices = await self._fused(
-            root, query, focus, progress, wait_for_vectors
+            root, query, focus, progress, wait_for_vectors, embed_progress
         )
         items = await asyncio.to_thread(_pack, snapshot, search, fused, token_budget)
         return ContextPack(
@@ -232,6 +234,7 @@ class ContextEngine:
         focus: Sequence[str],
         progress: Progress | None,
         wait: float | None,
+        embed_progress: Progress | None = None,
     ) -> tuple[Snapshot, _Search, list[Any], list[str], list[str]]:
         _check_query(query)
         if not query.strip():
@@ -245,7 +248,7 @@ class ContextEngine:
         if self.embedder is None:
             notices.append(self._embedder_notice)
         else:
-            semantic, notice = await self._semantic(snapshot, search, query, wait)
+            semantic, notice = await self._semantic(snapshot, search, query, wait, embed_progress)
             if notice:
                 notices.append(notice)
             else:
@@ -290,7 +293,12 @@ class ContextEngine:
         )
 
     async def _semantic(
-        self, snapshot: Snapshot, search: _Search, query: str, wait: float | None
+        self,
+        snapshot: Snapshot,
+        search: _Search,
+        query: str,
+        wait: float | None,
+        progress: Progress | None = None,
     ) -> tuple[list[tuple[int, str]], str | None]:
         """The semantic ranking, or none and a notice while the folder's vectors are made.
 
@@ -304,7 +312,7 @@ class ContextEngine:
             job = self._vector_jobs.get(snapshot.root)
             if job is None or job[0] != snapshot.fingerprint:
                 started: asyncio.Future[None] = asyncio.ensure_future(
-                    self._build_vectors(snapshot, search)
+                    self._build_vectors(snapshot, search, progress)
                 )
                 job = (snapshot.fingerprint, started)
                 self._vector_jobs[snapshot.root] = job
@@ -325,16 +333,20 @@ class ContextEngine:
         found = held[1].search(np.asarray(vector, dtype=np.float32), CANDIDATES)
         return [(i, f"cosine {s:.2f}") for i, s in found], None
 
-    async def _build_vectors(self, snapshot: Snapshot, search: _Search) -> None:
+    async def _build_vectors(
+        self, snapshot: Snapshot, search: _Search, progress: Progress | None
+    ) -> None:
         try:
-            matrix = await self._chunk_vectors(snapshot, search)
+            matrix = await self._chunk_vectors(snapshot, search, progress)
             self._vectors[snapshot.root] = (snapshot.fingerprint, VectorIndex(matrix))
         finally:
             job = self._vector_jobs.get(snapshot.root)
             if job is not None and job[0] == snapshot.fingerprint and job[1].done():
                 del self._vector_jobs[snapshot.root]
 
-    async def _chunk_vectors(self, snapshot: Snapshot, search: _Search) -> np.ndarray[Any, Any]:
+    async def _chunk_vectors(
+        self, snapshot: Snapshot, search: _Search, progress: Progress | None = None
+    ) -> np.ndarray[Any, Any]:
         assert self.embedder is not None
         model = self.embedder.model
         dims = self.embedder.dimensions
@@ -343,6 +355,7 @@ class ContextEngine:
             by_file.setdefault(c.file, []).append(i)
         matrix = np.zeros((len(search.index.chunks), dims), dtype=np.float32)
         made = 0
+        fresh = False  # report progress only once something is actually embedded
         self._vector_progress[snapshot.root] = (0, len(search.index.chunks))
         for f, rows in by_file.items():
             key = f"{model}:{snapshot.keys[f]}"
@@ -353,9 +366,12 @@ class ContextEngine:
                 )
                 vectors = await embed_cached(self.embedder, self.store, texts)
                 self._file_vectors[key] = vectors
+                fresh = True
             matrix[rows] = vectors
             made += len(rows)
             self._vector_progress[snapshot.root] = (made, len(search.index.chunks))
+            if progress and fresh:
+                progress(made, len(search.index.chunks))
         return matrix
 
 

@@ -44,6 +44,9 @@ def main():
     files = [f"{root}/{p}" for p in json.loads(files_json)]
     focus = [f"{root}/{p}" for p in json.loads(focus_json)]
     others = [f for f in files if f not in focus]
+    # Aider talks on stdout; the figures must be the only thing there.
+    out = sys.stdout
+    sys.stdout = sys.stderr
     io = InputOutput(pretty=False, fancy_input=False, yes=True)
     seconds = []
     text = ""
@@ -66,6 +69,7 @@ def main():
         rel = tag[0]
         if rel not in order:
             order.append(rel)
+    sys.stdout = out
     print(
         json.dumps(
             {

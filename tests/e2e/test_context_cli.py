@@ -27,7 +27,7 @@ def test_repomap_prints_a_budgeted_map_and_reports_indexing_once(
     files = sum(len(f) for f in SOURCES.values())
     cold = run_codeforge(["repomap", str(repo), "--tokens", "200", "--focus", "py/app.py"], env)
     assert cold.returncode == 0, cold.stderr
-    assert f"indexed {files} files" in cold.stderr
+    assert f"indexed {files} files in" in cold.stderr
     assert "py/widgets.py:" in cold.stdout
     assert "│def make_widget(name):" in cold.stdout
     assert "of 200 tokens" in cold.stderr
