@@ -106,7 +106,7 @@ class ContextEngine:
         progress: Progress | None = None,
     ) -> RepoMap:
         _check_budget(tokens, "tokens")
-        _check_query(query)
+        query = _check_query(query)
         folder = folder_of(root)
         with self._lock(folder):
             snapshot = self.indexer.snapshot(folder, progress)
@@ -236,7 +236,7 @@ class ContextEngine:
         wait: float | None,
         embed_progress: Progress | None = None,
     ) -> tuple[Snapshot, _Search, list[Any], list[str], list[str]]:
-        _check_query(query)
+        query = _check_query(query)
         if not query.strip():
             raise ValidationFailed("the query is empty", field="q")
         folder = folder_of(root)
@@ -399,9 +399,11 @@ def _check_budget(tokens: int, field: str) -> None:
         raise ValidationFailed(f"{field} is 1-{MAX_TOKENS}", field=field)
 
 
-def _check_query(query: str) -> None:
+def _check_query(query: str) -> str:
+    """The query as UTF-8 can carry it: lone surrogates (from JSON escapes) become '?'."""
     if len(query) > MAX_QUERY:
         raise ValidationFailed(f"the query is longer than {MAX_QUERY} characters", field="q")
+    return query.encode("utf-8", "replace").decode("utf-8")
 
 
 def _map_ranking(search: _Search, ranking: Any) -> list[tuple[int, str]]:

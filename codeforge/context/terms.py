@@ -83,7 +83,9 @@ def term_hash(term: str) -> int:
     known = _hashes.get(term)
     if known is None:
         known = int.from_bytes(
-            hashlib.blake2b(term.encode(), digest_size=8).digest(), "little", signed=True
+            hashlib.blake2b(term.encode("utf-8", "surrogatepass"), digest_size=8).digest(),
+            "little",
+            signed=True,
         )
         if len(_hashes) < _HASHES_KEPT:
             _hashes[term] = known

@@ -266,3 +266,16 @@ async def test_a_slow_first_semantic_index_does_not_hold_up_a_search(
     release.set()
     later = await engine.search(repo, "render widget", limit=5, wait_for_vectors=5)
     assert "semantic" in later.signals and later.notices == []
+
+
+async def test_odd_text_in_a_query_is_searched_not_an_error(
+    engine: ContextEngine, repo: Path
+) -> None:
+    for query in ["\ud800widget", "widget\0render", "'; DROP TABLE x; --", "ü" * 500]:
+        results = await engine.search(repo, query, limit=3)
+        assert results.query
+    with pytest.raises(ValidationFailed, match="empty"):
+        await engine.search(repo, "   ", limit=3)
+    with pytest.raises(ValidationFailed, match="longer"):
+        await engine.search(repo, "x" * 5000, limit=3)
+    assert engine.repo_map(repo, tokens=100, query="\udfff Widget").tokens > 0
