@@ -115,7 +115,7 @@ class ContextEngine:
             cached = self.store.result(key)
             if cached is not None:
                 return _map_decoder.decode(cached)
-            _ = snapshot.tags  # parse now, under the lock, with progress
+            _ = snapshot.rank_rows  # parse now, under the lock, with progress
             built = build_map(snapshot, wanted, tokens)
             self.store.put_result(key, msgspec.msgpack.encode(built))
             return built

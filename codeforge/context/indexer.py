@@ -27,7 +27,15 @@ from codeforge.context.chunks import FileChunks, chunk
 from codeforge.context.files import Stat, list_files
 from codeforge.context.languages import language_of, parser_and_query, query_version
 from codeforge.context.store import FileEntry, FolderIndex, Store, decode_tags, encode_tags
-from codeforge.context.tags import Definition, FileTags, content_key, empty, extract
+from codeforge.context.tags import (
+    Definition,
+    FileTags,
+    RankRow,
+    content_key,
+    empty,
+    extract,
+    rank_row,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -49,15 +57,32 @@ class Snapshot:
     parsed: int = 0  # files parsed to make this snapshot
     hashed: int = 0  # files read and hashed (stat changed or new)
     _tags: list[FileTags] | None = field(default=None, repr=False)
-    _load: Callable[[], list[FileTags]] | None = field(default=None, repr=False)
+    _rows: list[RankRow] | None = field(default=None, repr=False)
+    _indexer: Indexer | None = field(default=None, repr=False)
+    _progress: Progress | None = field(default=None, repr=False)
 
     @property
     def tags(self) -> list[FileTags]:
-        """Loaded on first use: a cached result may make them unnecessary."""
+        """Every file's tags, loaded (and parsed where new) on first use."""
         if self._tags is None:
-            assert self._load is not None
-            self._tags = self._load()
+            assert self._indexer is not None
+            self._tags = self._indexer.tags_for(self, self._progress)
         return self._tags
+
+    @property
+    def rank_rows(self) -> list[RankRow]:
+        """What ranking reads of every file; parses new files like `tags`."""
+        if self._rows is None:
+            assert self._indexer is not None
+            self._rows = self._indexer.rank_rows_for(self, self._progress)
+        return self._rows
+
+    def file_tags(self, i: int) -> FileTags:
+        """One file's tags (after `rank_rows`, without decoding the others)."""
+        if self._tags is not None:
+            return self._tags[i]
+        assert self._indexer is not None
+        return self._indexer.one(self.keys[i])
 
 
 def full_key(path: str, blob: str) -> str:
@@ -78,6 +103,7 @@ class Indexer:
         # Decoded tags and chunks by content key, kept between calls in a long-lived process.
         self._memo: dict[str, FileTags] = {}
         self._chunk_memo: dict[str, FileChunks] = {}
+        self._rows: dict[str, RankRow] = {}
         self.parse_count = 0  # every file parsed by this indexer, for tests and figures
 
     def snapshot(self, root: Path, progress: Progress | None = None) -> Snapshot:
@@ -125,17 +151,48 @@ class Indexer:
                 ),
             )
         snapshot = Snapshot(root, paths, keys, fingerprint_of(paths, keys), hashed=hashed)
-        snapshot._load = lambda: self._tags_for(snapshot, progress)
+        snapshot._indexer = self
+        snapshot._progress = progress
         return snapshot
 
-    def _tags_for(self, snapshot: Snapshot, progress: Progress | None) -> list[FileTags]:
+    def one(self, key: str) -> FileTags:
+        tags = self._memo.get(key)
+        if tags is None:
+            tags = self._memo[key] = decode_tags(self._store.tags([key])[key])
+        return tags
+
+    def rank_rows_for(self, snapshot: Snapshot, progress: Progress | None) -> list[RankRow]:
+        rows = self._rows
+        missing = [k for k in set(snapshot.keys) if k not in rows]
+        if missing:
+            for key, data in self._store.blobs("ranks", missing).items():
+                rows[key] = _rank_decoder.decode(data)
+        wanted = {k for k in snapshot.keys if k not in rows}
+        if wanted:
+            # New content (parsed now) or rows not stored yet: derive them from the tags.
+            for key, tags in self._ensure(snapshot, wanted, progress).items():
+                rows[key] = rank_row(tags)
+        _forget_all_but(rows, snapshot.keys)
+        return [rows[k] for k in snapshot.keys]
+
+    def tags_for(self, snapshot: Snapshot, progress: Progress | None) -> list[FileTags]:
+        self._ensure(snapshot, set(snapshot.keys), progress)
+        _forget_all_but(self._memo, snapshot.keys)
+        return [self._memo[k] for k in snapshot.keys]
+
+    def _ensure(
+        self, snapshot: Snapshot, keys: set[str], progress: Progress | None
+    ) -> dict[str, FileTags]:
+        """Tags for `keys` (of `snapshot`): from memory, the cache, or parsed now."""
         memo = self._memo
-        missing = [k for k in set(snapshot.keys) if k not in memo]
+        missing = [k for k in keys if k not in memo]
         if missing:
             for key, data in self._store.tags(missing).items():
                 memo[key] = decode_tags(data)
         to_parse = [
-            (p, k) for p, k in zip(snapshot.paths, snapshot.keys, strict=True) if k not in memo
+            (p, k)
+            for p, k in zip(snapshot.paths, snapshot.keys, strict=True)
+            if k in keys and k not in memo
         ]
         if to_parse:
             parsed = self._run(
@@ -147,17 +204,20 @@ class Indexer:
             )
             # Cached under its content key only when the bytes parsed are the bytes hashed
             # (the file may have changed in between; the next snapshot will see it).
-            self._store.put_tags(
-                (key, encode_tags(tags))
+            verified = [
+                (key, tags)
                 for (path, key), (blob, tags) in zip(to_parse, parsed, strict=True)
                 if full_key(path, blob) == key
+            ]
+            self._store.put_tags((key, encode_tags(tags)) for key, tags in verified)
+            self._store.put_blobs(
+                "ranks", ((key, msgspec.msgpack.encode(rank_row(tags))) for key, tags in verified)
             )
             for (_, key), (_, tags) in zip(to_parse, parsed, strict=True):
                 memo[key] = tags
-            snapshot.parsed = len(to_parse)
+            snapshot.parsed += len(to_parse)
             self.parse_count += len(to_parse)
-        _forget_all_but(memo, snapshot.keys)
-        return [memo[k] for k in snapshot.keys]
+        return {k: memo[k] for k in keys}
 
     def _run(
         self,
@@ -318,3 +378,4 @@ def _decode(data: bytes) -> Any:
 
 
 _chunks_decoder = msgspec.msgpack.Decoder(FileChunks)
+_rank_decoder = msgspec.msgpack.Decoder(RankRow)

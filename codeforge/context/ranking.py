@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from codeforge.context.pagerank import pagerank
-from codeforge.context.tags import FileTags
+from codeforge.context.tags import RankRow
 from codeforge.context.terms import term_hash
 
 Array = np.ndarray[Any, Any]
@@ -59,7 +59,7 @@ class Ranking:
     pair_files: Array
     pair_hashes: Array
     pair_ranks: Array
-    tags: Sequence[FileTags] = field(repr=False)
+    tags: Sequence[RankRow] = field(repr=False)
     # Files in map order after the symbols: ranked files with no ranked pair, then the rest.
     trailing_files: list[int] = field(default_factory=list)
 
@@ -82,7 +82,7 @@ class Ranking:
 
 def rank(
     paths: Sequence[str],
-    tags: Sequence[FileTags],
+    tags: Sequence[RankRow],
     *,
     focus_files: set[str] = frozenset(),  # type: ignore[assignment]
     mentioned_files: set[str] = frozenset(),  # type: ignore[assignment]
@@ -204,7 +204,7 @@ def rank(
     return Ranking(list(paths), file_rank, pair_files, pair_hashes, pair_ranks, tags, trailing)
 
 
-def _families(tags: Sequence[FileTags]) -> Array:
+def _families(tags: Sequence[RankRow]) -> Array:
     from codeforge.context.graph import FAMILY
 
     ids: dict[str, int] = {}
@@ -215,7 +215,7 @@ def _families(tags: Sequence[FileTags]) -> Array:
     )
 
 
-def _definitions(tags: Sequence[FileTags]) -> tuple[Array, Array, Array]:
+def _definitions(tags: Sequence[RankRow]) -> tuple[Array, Array, Array]:
     hashes = [t.def_hash_array() for t in tags]
     sizes = np.fromiter((h.size for h in hashes), dtype=np.int64, count=len(hashes))
     files = np.repeat(np.arange(len(tags)), sizes)
@@ -225,7 +225,7 @@ def _definitions(tags: Sequence[FileTags]) -> tuple[Array, Array, Array]:
     return np.concatenate(hashes), files, factors
 
 
-def _references(tags: Sequence[FileTags]) -> tuple[Array, Array, Array]:
+def _references(tags: Sequence[RankRow]) -> tuple[Array, Array, Array]:
     hashes = [t.ref_hash_array() for t in tags]
     sizes = np.fromiter((h.size for h in hashes), dtype=np.int64, count=len(hashes))
     files = np.repeat(np.arange(len(tags)), sizes)

@@ -80,9 +80,9 @@ def entries_of(ranking: Ranking) -> Entries:
 
 
 class Renderer:
-    def __init__(self, paths: Sequence[str], tags: Sequence[FileTags]) -> None:
+    def __init__(self, paths: Sequence[str], tags_of: Callable[[int], FileTags]) -> None:
         self._paths = paths
-        self._tags = tags
+        self._tags_of = tags_of
         self._headers: dict[tuple[int, int], list[tuple[int, str]]] = {}
 
     def render(self, entries: Sequence[Entry]) -> str:
@@ -111,7 +111,7 @@ class Renderer:
                 out.append(f"{GAP}\n")
             out.append(f"{BAR}{shown[line]}\n")
             previous = line
-        if previous < self._tags[f].lines - 1:
+        if previous < self._tags_of(f).lines - 1:
             out.append(f"{GAP}\n")
         return "".join(out)
 
@@ -120,7 +120,7 @@ class Renderer:
         cached = self._headers.get(key)
         if cached is not None:
             return cached
-        tags = self._tags[f]
+        tags = self._tags_of(f)
         d = tags.defs[i]
         lines: list[tuple[int, str]] = []
         # Enclosing definitions and scopes, outermost first, then the definition itself.

@@ -111,7 +111,7 @@ def result_key(snapshot: Snapshot, focus: Focus, budget: int) -> str:
 def ranking_for(snapshot: Snapshot, focus: Focus) -> Ranking:
     return rank(
         snapshot.paths,
-        snapshot.tags,
+        snapshot.rank_rows,
         focus_files=set(focus.files),
         mentioned_files=set(focus.mentioned_files),
         mentioned_idents=set(focus.idents),
@@ -120,7 +120,7 @@ def ranking_for(snapshot: Snapshot, focus: Focus) -> Ranking:
 
 def build_map(snapshot: Snapshot, focus: Focus, budget: int) -> RepoMap:
     ranking = ranking_for(snapshot, focus)
-    renderer = Renderer(snapshot.paths, snapshot.tags)
+    renderer = Renderer(snapshot.paths, snapshot.file_tags)
     fitted = fit(entries_of(ranking), renderer.render, budget)
     return RepoMap(
         text=fitted.text,
@@ -141,7 +141,7 @@ def _structured(snapshot: Snapshot, ranking: Ranking, entries: list[Entry]) -> l
         listed = symbols.setdefault(e.file, [])
         if e.def_index is None:
             continue
-        d = snapshot.tags[e.file].defs[e.def_index]
+        d = snapshot.file_tags(e.file).defs[e.def_index]
         listed.append(MapSymbol(d.name, d.kind, d.line + 1, d.end + 1, d.signature, e.rank))
     return [
         MapFile(

@@ -1,6 +1,9 @@
 """The engine's persistent cache: one SQLite file under the data dir.
 
     tags     content key -> encoded FileTags    (shared by every folder: same bytes, one parse)
+    ranks    content key -> encoded RankRow     (the part of the tags ranking reads: a map
+                                                 after an edit decodes these for every file
+                                                 and full tags only for files it shows)
     chunks   content key -> encoded FileChunks  (search chunks, made on the first search)
     vectors  chunk text key -> float32 vector   (embeddings, per model)
     folders  folder path -> its file index      (path, stat signature, content key)
@@ -29,7 +32,7 @@ from codeforge.context.tags import FileTags
 
 RESULTS_KEPT = 256
 _BATCH = 500
-Table = Literal["tags", "chunks", "vectors"]
+Table = Literal["tags", "ranks", "chunks", "vectors"]
 
 
 class FileEntry(msgspec.Struct, array_like=True, frozen=True):
@@ -70,6 +73,7 @@ class Store:
             db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS tags (key TEXT PRIMARY KEY, data BLOB NOT NULL);
+                CREATE TABLE IF NOT EXISTS ranks (key TEXT PRIMARY KEY, data BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS chunks (key TEXT PRIMARY KEY, data BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, data BLOB NOT NULL);
                 CREATE TABLE IF NOT EXISTS folders (root TEXT PRIMARY KEY, data BLOB NOT NULL);

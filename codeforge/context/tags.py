@@ -86,6 +86,34 @@ class FileTags(msgspec.Struct, array_like=True, frozen=True):
         ]
 
 
+class RankRow(msgspec.Struct, array_like=True, frozen=True):
+    """What ranking needs of a file, apart from its tags: cheap to decode for every file."""
+
+    language: str
+    def_hashes: bytes
+    def_factors: bytes
+    ref_hashes: bytes
+    ref_counts: bytes
+
+    def ref_hash_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.ref_hashes, dtype="<i8")
+
+    def ref_count_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.ref_counts, dtype="<i4")
+
+    def def_hash_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.def_hashes, dtype="<i8")
+
+    def def_factor_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.def_factors, dtype="<f4")
+
+
+def rank_row(tags: FileTags) -> RankRow:
+    return RankRow(
+        tags.language, tags.def_hashes, tags.def_factors, tags.ref_hashes, tags.ref_counts
+    )
+
+
 def content_key(data: bytes) -> str:
     """The git blob SHA-1 of `data`: equal to what `git hash-object` prints."""
     digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
