@@ -169,55 +169,61 @@ class Indexer:
                 rows[key] = _rank_decoder.decode(data)
         wanted = {k for k in snapshot.keys if k not in rows}
         if wanted:
-            # New content (parsed now) or rows not stored yet: derive them from the tags.
-            for key, tags in self._ensure(snapshot, wanted, progress).items():
+            # Tags cached before rank rows were: derive the rows from them.
+            for key, data in self._store.tags(wanted).items():
+                tags = self._memo[key] = decode_tags(data)
                 rows[key] = rank_row(tags)
+                wanted.discard(key)
+        if wanted:
+            for key, (_, row) in self._parse(snapshot, wanted, progress).items():
+                rows[key] = row
         _forget_all_but(rows, snapshot.keys)
         return [rows[k] for k in snapshot.keys]
 
     def tags_for(self, snapshot: Snapshot, progress: Progress | None) -> list[FileTags]:
-        self._ensure(snapshot, set(snapshot.keys), progress)
-        _forget_all_but(self._memo, snapshot.keys)
-        return [self._memo[k] for k in snapshot.keys]
-
-    def _ensure(
-        self, snapshot: Snapshot, keys: set[str], progress: Progress | None
-    ) -> dict[str, FileTags]:
-        """Tags for `keys` (of `snapshot`): from memory, the cache, or parsed now."""
         memo = self._memo
-        missing = [k for k in keys if k not in memo]
-        if missing:
-            for key, data in self._store.tags(missing).items():
+        wanted = {k for k in snapshot.keys if k not in memo}
+        if wanted:
+            for key, data in self._store.tags(wanted).items():
                 memo[key] = decode_tags(data)
-        to_parse = [
-            (p, k)
-            for p, k in zip(snapshot.paths, snapshot.keys, strict=True)
-            if k in keys and k not in memo
-        ]
-        if to_parse:
-            parsed = self._run(
-                _parse_batch,
-                snapshot.root,
-                [p for p, _ in to_parse],
-                progress,
-                inline=lambda path: parse_file(snapshot.root, path),
-            )
+                wanted.discard(key)
+        if wanted:
+            for key, (data, _) in self._parse(snapshot, wanted, progress).items():
+                memo[key] = decode_tags(data)
+        _forget_all_but(memo, snapshot.keys)
+        return [memo[k] for k in snapshot.keys]
+
+    def _parse(
+        self, snapshot: Snapshot, keys: set[str], progress: Progress | None
+    ) -> dict[str, tuple[bytes, RankRow]]:
+        """Parse the files of `keys`, store their tags and rank rows; both, by key.
+
+        Workers send encoded tags, which go into the cache as they are: the parent
+        decodes only the small rank rows (a cold map never needs most files' tags).
+        """
+        to_parse = [(p, k) for p, k in zip(snapshot.paths, snapshot.keys, strict=True) if k in keys]
+        parsed = self._run(
+            _parse_batch,
+            snapshot.root,
+            [p for p, _ in to_parse],
+            progress,
+            inline=lambda path: _parse_encoded(snapshot.root, path),
+        )
+        out: dict[str, tuple[bytes, RankRow]] = {}
+        verified = []
+        for (path, key), (blob, (data, row)) in zip(to_parse, parsed, strict=True):
+            out[key] = (data, row)
             # Cached under its content key only when the bytes parsed are the bytes hashed
             # (the file may have changed in between; the next snapshot will see it).
-            verified = [
-                (key, tags)
-                for (path, key), (blob, tags) in zip(to_parse, parsed, strict=True)
-                if full_key(path, blob) == key
-            ]
-            self._store.put_tags((key, encode_tags(tags)) for key, tags in verified)
-            self._store.put_blobs(
-                "ranks", ((key, msgspec.msgpack.encode(rank_row(tags))) for key, tags in verified)
-            )
-            for (_, key), (_, tags) in zip(to_parse, parsed, strict=True):
-                memo[key] = tags
-            snapshot.parsed += len(to_parse)
-            self.parse_count += len(to_parse)
-        return {k: memo[k] for k in keys}
+            if full_key(path, blob) == key:
+                verified.append((key, data, row))
+        self._store.put_tags((key, data) for key, data, _ in verified)
+        self._store.put_blobs(
+            "ranks", ((key, msgspec.msgpack.encode(row)) for key, _, row in verified)
+        )
+        snapshot.parsed += len(to_parse)
+        self.parse_count += len(to_parse)
+        return out
 
     def _run(
         self,
@@ -351,12 +357,19 @@ def _chunk_one(root: Path, path: str, outline: tuple[Outline, int]) -> tuple[str
 # tagged so the parent knows which decoder to use.
 
 
+def _parse_encoded(root: Path, path: str) -> tuple[str, tuple[bytes, RankRow]]:
+    blob, tags = parse_file(root, path)
+    return blob, (encode_tags(tags), rank_row(tags))
+
+
 def _parse_batch(root: str, paths: list[str]) -> list[tuple[str, bytes]]:
     base = Path(root)
     out = []
     for path in paths:
         blob, tags = parse_file(base, path)
-        out.append((blob, b"T" + encode_tags(tags)))
+        encoded = encode_tags(tags)
+        row = msgspec.msgpack.encode(rank_row(tags))
+        out.append((blob, b"T" + len(encoded).to_bytes(4, "little") + encoded + row))
     return out
 
 
@@ -373,7 +386,8 @@ def _chunk_batch(
 
 def _decode(data: bytes) -> Any:
     if data[:1] == b"T":
-        return decode_tags(data[1:])
+        size = int.from_bytes(data[1:5], "little")
+        return data[5 : 5 + size], _rank_decoder.decode(data[5 + size :])
     return _chunks_decoder.decode(data[1:])
 
 
