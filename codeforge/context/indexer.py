@@ -54,6 +54,7 @@ class Snapshot:
     paths: list[str]
     keys: list[str]
     fingerprint: str
+    sizes: list[int] = field(default_factory=list, repr=False)  # bytes, per path
     parsed: int = 0  # files parsed to make this snapshot
     hashed: int = 0  # files read and hashed (stat changed or new)
     _tags: list[FileTags] | None = field(default=None, repr=False)
@@ -150,7 +151,14 @@ class Indexer:
                     taken,
                 ),
             )
-        snapshot = Snapshot(root, paths, keys, fingerprint_of(paths, keys), hashed=hashed)
+        snapshot = Snapshot(
+            root,
+            paths,
+            keys,
+            fingerprint_of(paths, keys),
+            sizes=[files[p].size for p in paths],
+            hashed=hashed,
+        )
         snapshot._indexer = self
         snapshot._progress = progress
         return snapshot
