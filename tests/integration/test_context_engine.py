@@ -261,11 +261,13 @@ async def test_a_slow_first_semantic_index_does_not_hold_up_a_search(
     engine = ContextEngine(tmp_path / "cache", Slow())
     early = await engine.search(repo, "render widget", limit=5, wait_for_vectors=0.05)
     assert "semantic" not in early.signals
-    assert early.notices and "semantic index is being built" in early.notices[0]
+    assert early.notices
+    assert "semantic index is being built" in early.notices[0]
     assert early.hits  # keyword, repo map and graph still answer
     release.set()
     later = await engine.search(repo, "render widget", limit=5, wait_for_vectors=5)
-    assert "semantic" in later.signals and later.notices == []
+    assert "semantic" in later.signals
+    assert later.notices == []
 
 
 async def test_odd_text_in_a_query_is_searched_not_an_error(
