@@ -14,6 +14,8 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
+from adapters.embeddings.local import LocalEmbedder
+from adapters.embeddings.local import installed as local_embeddings_installed
 from adapters.git.local import LocalGit
 from adapters.llm.openai import OpenAICompatibleModel
 from adapters.llm.replay import ReplayModel
@@ -23,6 +25,7 @@ from adapters.nats.queue import NatsQueue
 from adapters.policy.allow_all import AllowAllGate
 from adapters.postgres.artifacts import PostgresArtifactStore
 from adapters.postgres.checkpoints import PostgresCheckpointStore
+from adapters.postgres.code_graph import PostgresCodeGraphStore
 from adapters.postgres.costs import PostgresCostLedger
 from adapters.postgres.dead_letters import PostgresDeadLetterStore
 from adapters.postgres.event_feed import PostgresEventFeed
@@ -55,6 +58,8 @@ from codeforge.agent.executor import Stores as AgentStores
 from codeforge.agent.file_tree import FileTreeContext
 from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.agent.workspaces import RunWorkspaces
+from codeforge.context.engine import ContextEngine
+from codeforge.context.projects import ProjectContext
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
@@ -187,6 +192,11 @@ async def running_llm(settings: Settings) -> AsyncIterator[LanguageModel]:
 def webhook_secret(secrets: Secrets, settings: Settings) -> Callable[[], str | None]:
     name = settings.approvals.webhook_secret
     return lambda: secrets.get(name) if name else None
+
+
+def embedder_kind() -> str:
+    # Semantic search when the optional extra is installed; keyword + graph otherwise.
+    return "local" if local_embeddings_installed() else "none"
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -439,6 +449,20 @@ class Container(containers.DeclarativeContainer):
         ledger=cost_ledger,
         max_attempts=settings.provided.worker.max_attempts,
         interval=settings.provided.worker.reaper_interval,
+    )
+
+    # --- code intelligence (codeforge/context) ------------------------------
+    embedder = providers.Selector(
+        providers.Callable(embedder_kind),
+        local=providers.Singleton(LocalEmbedder),
+        none=providers.Object(None),
+    )
+    context_engine = providers.Singleton(
+        ContextEngine, providers.Callable(lambda p: p / "cache" / "context", data_path), embedder
+    )
+    code_graph_store = providers.Singleton(PostgresCodeGraphStore, db_pool)
+    project_context = providers.Singleton(
+        ProjectContext, projects, context_engine, code_graph_store
     )
 
     # --- HTTP guards --------------------------------------------------------

@@ -16,6 +16,7 @@ import structlog
 
 from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.container import Container
+from codeforge.context.projects import ProjectContext
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.services.agents import Agents
@@ -65,6 +66,7 @@ class Services:
     approvals: RunApprovals
     audit: Audit
     run_history: RunHistory
+    context: ProjectContext
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -197,6 +199,7 @@ class Runtime:
             approvals=await c.approvals(),
             audit=await c.audit(),
             run_history=await c.run_history(),
+            context=await c.project_context(),
         )
 
     async def _close_resources(self) -> None:

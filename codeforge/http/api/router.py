@@ -13,6 +13,7 @@ from litestar.di import NamedDependency, Provide
 from codeforge.domain.keys import Principal
 from codeforge.http.api.agents import AgentController
 from codeforge.http.api.audit import AuditController
+from codeforge.http.api.context import ContextController
 from codeforge.http.api.costs import CostController
 from codeforge.http.api.dead_letters import DeadLetterController
 from codeforge.http.api.keys import KeyController
@@ -60,6 +61,7 @@ def api_router(runtime: Runtime) -> Router:
             DeadLetterController,
             CostController,
             AuditController,
+            ContextController,
         ],
         dependencies={
             "principal": Provide(principal_of, sync_to_thread=False),
@@ -77,6 +79,7 @@ def api_router(runtime: Runtime) -> Router:
             "approvals": service("approvals"),
             "audit": service("audit"),
             "history": service("run_history"),
+            "context": service("context"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),
