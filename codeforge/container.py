@@ -380,7 +380,13 @@ class Container(containers.DeclarativeContainer):
     approvals = providers.Singleton(RunApprovals, event_store, run_control)
     audit = providers.Singleton(Audit, event_store)
     run_history = providers.Singleton(
-        RunHistory, runs, event_store, event_log, checkpoint_store, run_control
+        RunHistory,
+        runs,
+        event_store,
+        event_log,
+        checkpoint_store,
+        run_control,
+        base_has=projects.provided.base_has,
     )
 
     llm_proxy = providers.Singleton(

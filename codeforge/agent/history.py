@@ -17,6 +17,7 @@ import uuid
 from dataclasses import dataclass
 
 from codeforge.domain.events import (
+    CheckpointCreated,
     CheckpointRestored,
     RunRequested,
     RunRewound,
@@ -53,7 +54,9 @@ async def load_past(store: EventStore, tenant_id: uuid.UUID, run_id: uuid.UUID) 
     if origin.forked_from is not None and origin.fork_seq is not None:
         source = await load_past(store, tenant_id, origin.forked_from)
         inherited = [
-            e for e in source.events if e.run_id != origin.forked_from or e.seq <= origin.fork_seq
+            e
+            for e in source.events
+            if e.run_id != origin.forked_from or _within(e, origin.fork_seq)
         ]
     kept, pending = _apply_rewinds(own)
     return Past(origin=origin, events=inherited + kept, pending_rewind=pending)
@@ -65,9 +68,18 @@ def _apply_rewinds(own: list[StoredEvent]) -> tuple[list[StoredEvent], RunRewoun
     for stored in own:
         event = stored.event
         if isinstance(event, RunRewound):
-            kept = [e for e in kept if e.seq <= event.to_seq or e.type not in REWINDABLE]
+            kept = [e for e in kept if _within(e, event.to_seq) or e.type not in REWINDABLE]
             pending = event
         elif isinstance(event, CheckpointRestored | WorkspaceRolledBack):
             pending = None
         kept.append(stored)
     return kept, pending
+
+
+def _within(stored: StoredEvent, seq: int) -> bool:
+    """Whether the event belongs to the run's past as of `seq`: written by then, or the
+    checkpoint of the state right after it (written just after, bound to it)."""
+    event = stored.event
+    if isinstance(event, CheckpointCreated):
+        return event.after_seq <= seq
+    return stored.seq <= seq

@@ -21,6 +21,7 @@ events"):
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import msgspec
@@ -36,6 +37,7 @@ from codeforge.domain.events import (
     RunResumeRequested,
     RunRewound,
     RunSuspended,
+    WorkspacePrepared,
 )
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
@@ -74,7 +76,13 @@ class RunHistory:
         log: EventLog,
         checkpoints: CheckpointStore,
         control: RunControl,
+        base_has: Callable[[uuid.UUID, uuid.UUID, str, list[str]], Awaitable[set[str]]]
+        | None = None,
     ) -> None:
+        """`base_has(tenant, project, base_commit, paths)` says which paths the base commit
+        has (from the project's clone on this host), so a plan can say "delete" rather than
+        "restore_base"."""
+        self._base_has = base_has
         self._runs = runs
         self._events = events
         self._log = log
@@ -126,12 +134,20 @@ class RunHistory:
         target = next((c for c in reversed(made) if c.after_seq <= to_seq), None)
         latest = made[-1] if made else None
         target_id = target.checkpoint_id if target is not None else None
-        plan = RewindPlan(
-            run_id=run.id,
-            to_seq=to_seq,
-            checkpoint_id=target_id,
-            changes=await self._changes(principal, latest, target),
-        )
+        changes = await self._changes(principal, latest, target)
+        prepared = next((e.event for e in events if isinstance(e.event, WorkspacePrepared)), None)
+        if prepared is not None and self._base_has is not None:
+            unsure = [c.path for c in changes if c.action == "restore_base"]
+            there = await self._base_has(
+                run.tenant_id, run.project_id, prepared.base_commit, unsure
+            )
+            changes = [
+                PathChange(path=c.path, action="write" if c.path in there else "delete")
+                if c.action == "restore_base"
+                else c
+                for c in changes
+            ]
+        plan = RewindPlan(run_id=run.id, to_seq=to_seq, checkpoint_id=target_id, changes=changes)
         if dry_run:
             return plan
         await self._append(
