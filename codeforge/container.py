@@ -73,7 +73,7 @@ from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.audit import Audit
-from codeforge.services.checkpoints import BlobCheckpointer
+from codeforge.services.checkpoints import BlobCheckpointer, CheckpointJanitor
 from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
@@ -366,6 +366,11 @@ class Container(containers.DeclarativeContainer):
         checkpoint_store,
         git,
         providers.Callable(lambda p: p / "checkpoints", data_path),
+        max_file_bytes=settings.provided.checkpoints.max_file_bytes,
+        keep_per_run=settings.provided.checkpoints.keep_per_run,
+    )
+    checkpoint_janitor = providers.Singleton(
+        CheckpointJanitor, checkpoint_store, interval=settings.provided.checkpoints.gc_interval
     )
     run_workspaces = providers.Singleton(
         RunWorkspaces, git, projects, providers.Callable(lambda p: p / "runs", data_path)
