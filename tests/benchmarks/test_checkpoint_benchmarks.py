@@ -1,7 +1,7 @@
 """Checkpoints on a 10,000-file repository with one file changed (issue 8's figures).
 
 - after a tool edit (the paths are known): goal ≤ 20 ms;
-- after a shell command (a full scan): goal ≤ 1.2× a bare
+- after a shell command (a full scan): goal ≤ 1.2x a bare
   `git add -A && git write-tree && git commit-tree` on a clone of the same repository,
   measured in the same run, rounds interleaved;
 - rewind (restore an earlier checkpoint): goal ≤ 300 ms.

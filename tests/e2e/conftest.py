@@ -17,6 +17,7 @@ from codeforge.runtime import Runtime
 from codeforge.settings import (
     AgentSettings,
     ApiSettings,
+    ContextSettings,
     DatabaseSettings,
     RateLimitSettings,
     SandboxSettings,
@@ -34,6 +35,9 @@ def api_settings(url: str, data_dir: Path, **overrides: object) -> Settings:
         # Tests fire many requests from one address; limits have their own tests.
         "rate_limit": RateLimitSettings(enabled=False),
         "api": ApiSettings(stream_heartbeat=0.5, idempotency_wait=5.0),
+        # No embedding model in API tests: loading one costs seconds and CPU per runtime;
+        # the context tests use it on purpose.
+        "context": ContextSettings(embeddings="none"),
     }
     fields.update(overrides)
     return Settings(**fields)  # type: ignore[arg-type]
