@@ -35,9 +35,6 @@ def api_settings(url: str, data_dir: Path, **overrides: object) -> Settings:
         # Tests fire many requests from one address; limits have their own tests.
         "rate_limit": RateLimitSettings(enabled=False),
         "api": ApiSettings(stream_heartbeat=0.5, idempotency_wait=5.0),
-        # No embedding model in API tests: loading one costs seconds and CPU per runtime;
-        # the context tests use it on purpose.
-        "context": ContextSettings(embeddings="none"),
     }
     fields.update(overrides)
     return Settings(**fields)  # type: ignore[arg-type]
@@ -57,6 +54,9 @@ async def runtime(
             tmp_path / "data",
             sandbox=SandboxSettings(kind="mount"),
             agent=AgentSettings(stall_window=2, default_wall_seconds=60),
+            # No embedding model for runs' prompts: loading one costs seconds of CPU per
+            # runtime, and keyword, repo map and graph signals are what these tests read.
+            context=ContextSettings(embeddings="none"),
         )
         runtime = Runtime(Container(settings=settings))
         await runtime.start()
