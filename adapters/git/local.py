@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import fcntl
 import functools
+import hashlib
 import os
 import re
 import select
@@ -779,22 +781,27 @@ class LocalGit:
         sha = self._resolve(root, base)
         if sha is None:
             raise UnknownRef(f"no branch, tag or commit {base!r} in {root}")
-        try:
-            self._git(root, "worktree", "add", "--quiet", "-b", branch, "--", str(target), sha)
-        except BaseException as e:
-            _restore_destination(target, existed)
-            with contextlib.suppress(_GitFailed, GitOperationFailed):
-                self._git(root, "worktree", "prune")
-                # Only if it still is what we made, so a concurrent creator keeps theirs.
-                self._git(root, "update-ref", "-d", f"refs/heads/{branch}", sha)
-            if isinstance(e, _GitFailed):
-                raise e.as_port_error(f"creating worktree {target}") from e
-            raise
+        with _worktree_lock(root):
+            try:
+                self._git(root, "worktree", "add", "--quiet", "-b", branch, "--", str(target), sha)
+            except BaseException as e:
+                _restore_destination(target, existed)
+                with contextlib.suppress(_GitFailed, GitOperationFailed):
+                    self._git(root, "worktree", "prune")
+                    # Only if it still is what we made, so a concurrent creator keeps theirs.
+                    self._git(root, "update-ref", "-d", f"refs/heads/{branch}", sha)
+                if isinstance(e, _GitFailed):
+                    raise e.as_port_error(f"creating worktree {target}") from e
+                raise
         return str(target)
 
     @_translated
     def remove_worktree(self, repo: AnyPath, path: AnyPath, *, force: bool = False) -> None:
         root = self._open(repo, worktree=False)
+        with _worktree_lock(root):
+            self._remove_worktree(root, path, force=force)
+
+    def _remove_worktree(self, root: Path, path: AnyPath, *, force: bool) -> None:
         target = _abs(path)
         listed = self.worktrees(root)
         match = [w for w in listed if os.path.realpath(w.path) == os.path.realpath(target)]
@@ -1176,6 +1183,31 @@ def _parse_raw_diff(out: bytes) -> list[SnapshotEntry]:
             )
         )
     return sorted(entries, key=lambda e: e.path)
+
+
+@contextlib.contextmanager
+def _worktree_lock(root: Path) -> Iterator[None]:
+    """Serialise worktree add/remove/prune on one repository, across threads and processes.
+
+    git's own `worktree add` is not safe against a concurrent add or prune on the same
+    repository: one reads the other's half-written `.git/worktrees/<name>` entry and fails
+    with "failed to read .../commondir" (seen with 50 runs of one project starting at
+    once). The lock lives in the git directory when there is one, so every process that
+    shares the clone shares the lock; flock is released by the kernel if we die.
+    """
+    git_dir = root / ".git"
+    if not git_dir.is_dir():
+        git_dir = root if (root / "objects").is_dir() else Path(tempfile.gettempdir())
+    name = "codeforge-worktrees.lock"
+    if git_dir == Path(tempfile.gettempdir()):
+        digest = hashlib.sha256(os.fsencode(os.path.realpath(root))).hexdigest()[:16]
+        name = f"codeforge-worktrees-{digest}.lock"
+    fd = os.open(git_dir / name, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
 
 
 def _abs(path: AnyPath) -> Path:

@@ -32,7 +32,7 @@ from codeforge.domain.keys import Principal, Role
 from codeforge.ports.llm import ChatMessage, ChatRequest, ModelEndpoint, ToolCall
 from codeforge.ports.sandbox import SandboxSpec
 from codeforge.runtime import Runtime
-from codeforge.settings import AgentSettings, SandboxSettings
+from codeforge.settings import AgentSettings, ContextSettings, SandboxSettings
 from tests.benchmarks.conftest import median, percentile, report, require
 from tests.e2e.conftest import api_settings
 from tests.support.repos import make_repo
@@ -72,6 +72,7 @@ async def runtime(make_database: Callable[[], str], tmp_path: Path) -> AsyncIter
         tmp_path / "data",
         sandbox=SandboxSettings(kind="mount"),
         agent=AgentSettings(default_max_steps=STEPS + 5, default_wall_seconds=600),
+        context=ContextSettings(embeddings="none"),
     )
     runtime = Runtime(Container(settings=settings))
     await runtime.start(issue_first_admin_key=False)

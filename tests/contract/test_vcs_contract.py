@@ -780,6 +780,32 @@ class VcsContract:
         assert len(vcs.worktrees(work)) == 1
         vcs.remove_worktree(work, path)  # again: nothing to do
 
+    def test_many_worktrees_made_and_removed_at_once(
+        self, vcs: Vcs, work: Path, tmp_path: Path
+    ) -> None:
+        # Fifty runs of one project start together; git alone races on .git/worktrees.
+        errors: list[BaseException] = []
+
+        def one(n: int) -> None:
+            try:
+                path = vcs.create_worktree(work, tmp_path / f"wt{n}", f"codeforge/run-c{n}")
+                (Path(path) / "mine.txt").write_text(f"{n}\n")
+                if n % 2:
+                    vcs.remove_worktree(work, path, force=True)
+                else:  # a folder already gone: removal prunes, racing the others' adds
+                    shutil.rmtree(path)
+                    vcs.remove_worktree(work, path)
+            except BaseException as e:  # collected: a thread's failure must fail the test
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in range(24)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(vcs.worktrees(work)) == 1
+
     def test_removing_what_is_not_a_worktree(self, vcs: Vcs, work: Path, tmp_path: Path) -> None:
         (tmp_path / "plain").mkdir()
         with pytest.raises(NotAGitRepository):
