@@ -27,6 +27,7 @@ from codeforge.services.event_streams import EventStreams
 from codeforge.services.lease_reaper import LeaseReaper
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
+from codeforge.services.policies import Policies
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
 from codeforge.services.run_worker import RunWorker
@@ -59,6 +60,7 @@ class Services:
     costs: Costs
     artifacts: Artifacts
     llm_proxy: LlmProxy
+    policies: Policies
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -188,6 +190,7 @@ class Runtime:
             costs=await c.costs(),
             artifacts=await c.artifacts(),
             llm_proxy=await c.llm_proxy(),
+            policies=await c.policies(),
         )
 
     async def _close_resources(self) -> None:

@@ -17,6 +17,7 @@ from codeforge.http.api.dead_letters import DeadLetterController
 from codeforge.http.api.keys import KeyController
 from codeforge.http.api.models import ModelController
 from codeforge.http.api.params import principal_of
+from codeforge.http.api.policies import PolicyController
 from codeforge.http.api.projects import ProjectController
 from codeforge.http.api.runs import RunController, TenantStreamController
 from codeforge.http.api.sessions import SessionController
@@ -58,6 +59,7 @@ def api_router(runtime: Runtime) -> Router:
             SessionController,
             DeadLetterController,
             CostController,
+            PolicyController,
         ],
         dependencies={
             "principal": Provide(principal_of, sync_to_thread=False),
@@ -72,6 +74,7 @@ def api_router(runtime: Runtime) -> Router:
             "dead_letters": service("dead_letters"),
             "costs": service("costs"),
             "artifacts": service("artifacts"),
+            "policies": service("policies"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),
