@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from adapters import store_rules as rules
 from adapters.postgres.stores.base import PostgresEntityStore, Unique
 from codeforge.domain.errors import NotFound
 from codeforge.domain.policy.stored import Policy
+
+
+# The base store names the tenant's placeholder `scope`; the column is `policy_scope`.
+_COLUMN = {"scope": "policy_scope"}
+_FIELD = {column: field for field, column in _COLUMN.items()}
 
 
 class PostgresPolicyStore(PostgresEntityStore[Policy]):
@@ -16,12 +23,21 @@ class PostgresPolicyStore(PostgresEntityStore[Policy]):
     entity_type = Policy
     table = "policies"
     noun = "policy"
-    filters = {"scope": "scope", "project_id": "project_id", "name": "name"}
+    filters = {"scope": "policy_scope", "project_id": "project_id", "name": "name"}
     unique = {
         "policies_tenant_place_name_key": Unique(
             "name", "a policy named {value!r} already exists in its place"
         )
     }
+
+    def columns(self) -> list[str]:
+        return [_COLUMN.get(name, name) for name in super().columns()]
+
+    def to_row(self, entity: Policy) -> dict[str, Any]:
+        return {_COLUMN.get(k, k): v for k, v in super().to_row(entity).items()}
+
+    def from_row(self, row: Mapping[str, Any]) -> Policy:
+        return super().from_row({_FIELD.get(k, k): v for k, v in row.items()})
 
     def check(self, entity: Policy) -> Policy:
         policy = super().check(entity)

@@ -148,6 +148,7 @@ class _Document(Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _AT = re.compile(r" - at `\$(?P<path>[^`]*)`$")
+_AT_KEY = re.compile(r" - at `key` in `\$(?P<path>[^`]*)`$")
 _STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _UNKNOWN_FIELD = re.compile(r"unknown field `([^`]+)`")
 
@@ -157,12 +158,15 @@ def _converted(data: object, shape: type[Any], root: Path) -> tuple[Any, list[Po
         return msgspec.convert(data, shape, strict=True), []
     except msgspec.ValidationError as e:
         message = str(e)
-        at = _AT.search(message)
+        at = _AT.search(message) or _AT_KEY.search(message)
         path: list[str | int] = list(root)
         if at:
             message = message[: at.start()]
             for name, index in _STEP.findall(at.group("path")):
                 path.append(int(index) if index else name)
+            quoted = re.search(r"'([^']*)'", message)
+            if at.re is _AT_KEY and quoted:
+                path.append(quoted.group(1))  # a mapping key was refused: point at it
         unknown = _UNKNOWN_FIELD.search(message)
         if unknown:
             path.append(unknown.group(1))

@@ -683,6 +683,13 @@ class _Parser:
             problems.append("wrappers nest too deeply to check")
             self.emit(argv, assignments, redirects, problems, via)
             return
+        # `sudo X=1 cmd` sets X for cmd; after other wrappers the word would be a program
+        # name that fails to run. Read it as an assignment either way: never less strict.
+        while depth and argv and (match := ASSIGNMENT.match(argv[0].raw)) is not None:
+            if risky_variable(match.group(1)):
+                problems.append(f"sets {match.group(1)}, which changes what commands run or how")
+            assignments = [*assignments, (match.group(1), Word(raw=argv[0].raw[match.end() :]))]
+            argv = argv[1:]
         if not argv:
             self.emit(argv, assignments, redirects, problems, via)
             return
