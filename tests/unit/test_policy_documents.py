@@ -33,29 +33,45 @@ def error_of(text: str) -> str:
             "document:4: rules.deny[1]: 'Bsh(rm:*)' is not a rule: it starts with 'Bsh' (did "
             "you mean Bash?)",
         ),
-        ("rules:\n  allow:\n    - Bash(ls *.py)\n", "document:3: rules.allow[0]: 'Bash(ls *.py)': "
-         "`*` is only allowed as a trailing `:*`"),
-        ("rules:\n  allow:\n    - Bash(a; b)\n", "document:3: rules.allow[0]: 'Bash(a; b)': a "
-         "Bash rule names one command"),
+        (
+            "rules:\n  allow:\n    - Bash(ls *.py)\n",
+            "document:3: rules.allow[0]: 'Bash(ls *.py)': `*` is only allowed as a trailing `:*`",
+        ),
+        (
+            "rules:\n  allow:\n    - Bash(a; b)\n",
+            "document:3: rules.allow[0]: 'Bash(a; b)': a Bash rule names one command",
+        ),
         ("rules:\n  deny:\n    - Read(../x)\n", "document:3: rules.deny[0]: 'Read(../x)': "),
         ("rules:\n  deny:\n    - Network(x)\n", "Network takes no pattern"),
-        ("defaults:\n  bash: maybe\n", "document:2: defaults.bash: invalid value 'maybe' (use "
-         "allow, ask or deny)"),
-        ("mode: plan\ndefaults:\n  bash: allow\n", "document:3: defaults.bash: plan mode denies "
-         "bash calls"),
-        ("protected:\n  unprotect: [.gitt/]\n", "document:2: protected.unprotect[0]: '.gitt/' is "
-         "not a built-in protected path"),
-        ("sandboxes:\n  mount:\n    rules:\n      allow: [Bash]\n",
-         "document:4: sandboxes.mount.rules.allow: the mount sandbox section may only tighten"),
+        (
+            "defaults:\n  bash: maybe\n",
+            "document:2: defaults.bash: invalid value 'maybe' (use allow, ask or deny)",
+        ),
+        (
+            "mode: plan\ndefaults:\n  bash: allow\n",
+            "document:3: defaults.bash: plan mode denies bash calls",
+        ),
+        (
+            "protected:\n  unprotect: [.gitt/]\n",
+            "document:2: protected.unprotect[0]: '.gitt/' is not a built-in protected path",
+        ),
+        (
+            "sandboxes:\n  mount:\n    rules:\n      allow: [Bash]\n",
+            "document:4: sandboxes.mount.rules.allow: the mount sandbox section may only tighten",
+        ),
         ("sandboxes:\n  vm: {}\n", "document:2: sandboxes.vm: invalid value 'vm' (use mount"),
         ("rules: [\n", "document:2: not valid YAML"),
         ("a: &x 1\nb: *x\n", "document:1: anchors and aliases"),
         ("rules:\n  deny: []\nrules:\n  allow: []\n", "document:3: the key 'rules' appears twice"),
         ("- a\n- b\n", "document:1: the document: a policy is a mapping"),
-        ("name: other\n", "document:1: name: the document is named 'other', but it is stored "
-         "as 'p'"),
-        ("rules:\n  deny:\n    - rule: Bash(curl:*)\n      examples: {match: [1]}\n",
-         "document:4: rules.deny[0].examples.match[0]: expected `str`, got `int`"),
+        (
+            "name: other\n",
+            "document:1: name: the document is named 'other', but it is stored as 'p'",
+        ),
+        (
+            "rules:\n  deny:\n    - rule: Bash(curl:*)\n      examples: {match: [1]}\n",
+            "document:4: rules.deny[0].examples.match[0]: expected `str`, got `int`",
+        ),
     ],
 )
 def test_a_bad_document_is_refused_naming_the_line_and_the_key(text: str, expected: str) -> None:
@@ -129,8 +145,9 @@ def test_a_preset_whose_example_fails_stops_the_start_with_its_file(tmp_path: Pa
     for path in builtin_presets_dir().glob("*.yaml"):
         (tmp_path / path.name).write_text(path.read_text())
     broken = tmp_path / "headless-safe-sandbox.yaml"
-    broken.write_text(broken.read_text().replace("no_match: [\"git status\", \"git pull\"]",
-                                                 "no_match: [\"git push\"]"))
+    broken.write_text(
+        broken.read_text().replace('no_match: ["git status", "git pull"]', 'no_match: ["git push"]')
+    )
     with pytest.raises(PresetError, match=r"headless-safe-sandbox.yaml:\d+: rules.deny\[\d+\]"):
         PolicyPresets(tmp_path)
 

@@ -14,6 +14,7 @@ import pytest
 from codeforge.domain.policy import (
     Decision,
     EffectivePolicy,
+    PolicyInvalid,
     PolicyRequest,
     ProfileSource,
     build_profile,
@@ -118,10 +119,10 @@ def test_allowed_commands_name_the_rules_that_allowed_them(command: str, rule: s
         ("(git status; (curl x))", "Bash(curl:*)"),
         ("{ git status; curl x; }", "Bash(curl:*)"),
         ("git status `curl x`", "Bash(curl:*)"),
-        ("git status \"$(curl x)\"", "Bash(curl:*)"),
+        ('git status "$(curl x)"', "Bash(curl:*)"),
         ("cat <(curl x)", "Bash(curl:*)"),
         ("bash -c 'curl x'", "Bash(curl:*)"),
-        ("sh -c \"git status && curl x\"", "Bash(curl:*)"),
+        ('sh -c "git status && curl x"', "Bash(curl:*)"),
         ("bash <<'EOF'\ncurl x\nEOF", "Bash(curl:*)"),
         ("bash <<< 'curl x'", "Bash(curl:*)"),
         ("cat <<EOF\n$(curl x)\nEOF", "Bash(curl:*)"),
@@ -194,7 +195,7 @@ def test_denied_commands_are_denied_however_they_are_written(command: str, rule:
         "git $SUB status",  # a computed word where the rule needs `status`
         "$CMD",
         "eval git status",
-        "git status; eval \"$(echo Y3VybA== | base64 -d) x\"",
+        'git status; eval "$(echo Y3VybA== | base64 -d) x"',
         "curl x | sh",  # curl is denied anyway; sh reading a pipe is never allowed
         "git status | sh",
         'bash -c "$X"',
@@ -204,7 +205,7 @@ def test_denied_commands_are_denied_however_they_are_written(command: str, rule:
         "x='a[$(rm -rf /)]'; echo $((x))",
         "f() { git status; }; f",
         "alias git='rm -rf /'",
-        "echo \"unterminated",
+        'echo "unterminated',
         "echo hi > /etc/profile",  # outside the workspace
         "echo hi > ~/.bashrc",
         "rm -rf /tmp/x",
@@ -355,7 +356,9 @@ def test_a_deny_in_any_layer_beats_an_allow_in_any_other() -> None:
     policy = compose(base=base, globals_=[strict])
     verdict = bash("terraform destroy", policy)
     assert (verdict.decision, verdict.rule, verdict.scope) == (
-        DENY, "Bash(terraform destroy:*)", "global"
+        DENY,
+        "Bash(terraform destroy:*)",
+        "global",
     )
     assert bash("terraform plan", policy).decision is ALLOW
 
@@ -383,8 +386,9 @@ def test_a_runs_overrides_tighten_and_never_loosen() -> None:
     assert bash("git log", policy).decision is ALLOW
     assert call("edit", "a.py", policy).decision is ASK  # default mode: edits asked again
     # A looser mode in the overrides does not loosen the profile's.
-    looser = compose(base=source({"mode": "plan"}, "project"),
-                     run=build_run_override({"mode": "acceptEdits"}))
+    looser = compose(
+        base=source({"mode": "plan"}, "project"), run=build_run_override({"mode": "acceptEdits"})
+    )
     assert looser.mode.value == "plan"
 
 
@@ -403,9 +407,9 @@ def test_a_runs_overrides_tighten_and_never_loosen() -> None:
 def test_overrides_that_would_loosen_or_cannot_be_read_are_refused(
     overrides: dict[str, Any],
 ) -> None:
-    with pytest.raises(Exception, match="invalid|tighten") as e:
+    with pytest.raises(PolicyInvalid, match=r"invalid|tighten") as e:
         build_run_override(overrides)
-    assert e.value.field == "policy_overrides"  # type: ignore[attr-defined]
+    assert e.value.field == "policy_overrides"
 
 
 def test_an_agents_profile_over_the_projects_only_tightens() -> None:

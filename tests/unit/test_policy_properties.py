@@ -58,7 +58,9 @@ def layered_rules(draw: st.DrawFn) -> tuple[str, list[ProfileSource], Any]:
     )
     n_globals = draw(st.integers(0, 2))
     where_deny = draw(st.integers(0, n_globals + 1))  # a global, the base, or the run
-    docs: list[dict[str, Any]] = [{"rules": {"deny": [], "allow": []}} for _ in range(n_globals + 1)]
+    docs: list[dict[str, Any]] = [
+        {"rules": {"deny": [], "allow": []}} for _ in range(n_globals + 1)
+    ]
     for rule in allows:
         docs[draw(st.integers(0, n_globals))]["rules"]["allow"].append(rule)
     run = None
@@ -68,8 +70,11 @@ def layered_rules(draw: st.DrawFn) -> tuple[str, list[ProfileSource], Any]:
         docs[where_deny]["rules"]["deny"].append(deny)
     mode = draw(st.sampled_from(["default", "acceptEdits"]))
     sources = [
-        ProfileSource(build_profile({**doc, "mode": mode} if i == n_globals else doc, f"p{i}"),
-                      "global" if i < n_globals else "project", f"p{i}")
+        ProfileSource(
+            build_profile({**doc, "mode": mode} if i == n_globals else doc, f"p{i}"),
+            "global" if i < n_globals else "project",
+            f"p{i}",
+        )
         for i, doc in enumerate(docs)
     ]
     return command, sources, run
@@ -90,11 +95,14 @@ def test_a_deny_rule_beats_any_allow_rule_in_any_layer(case: tuple[str, list[Any
     st.sampled_from(["edit", "write_file"]),
     st.booleans(),
 )
-def test_a_path_deny_beats_a_path_allow(folder: str, file: str, tool: str, global_deny: bool) -> None:
+def test_a_path_deny_beats_a_path_allow(
+    folder: str, file: str, tool: str, global_deny: bool
+) -> None:
     deny = {"rules": {"deny": [f"Edit({folder}/**)"]}}
     allow = {"mode": "acceptEdits", "rules": {"allow": ["Edit", "Write", f"Edit({folder}/**)"]}}
-    base = ProfileSource(build_profile(allow if global_deny else {**allow, **deny}, "b"), "project",
-                         "base")
+    base = ProfileSource(
+        build_profile(allow if global_deny else {**allow, **deny}, "b"), "project", "base"
+    )
     globals_ = [ProfileSource(build_profile(deny, "g"), "global", "g")] if global_deny else []
     policy = compose(base=base, globals_=globals_)
     category = "edit" if tool == "edit" else "write"
@@ -159,8 +167,20 @@ def denied_part(draw: st.DrawFn) -> str:
     spelled = draw(st.sampled_from(spellings(program)))
     wrapper = draw(
         st.sampled_from(
-            ["", "env X=1 ", "X=1 ", "timeout 5 ", "nice -n 5 ", "command ", "exec ",
-             "nohup ", "time ", "stdbuf -oL ", "setsid ", "builtin "]
+            [
+                "",
+                "env X=1 ",
+                "X=1 ",
+                "timeout 5 ",
+                "nice -n 5 ",
+                "command ",
+                "exec ",
+                "nohup ",
+                "time ",
+                "stdbuf -oL ",
+                "setsid ",
+                "builtin ",
+            ]
         )
     )
     return f"{wrapper}{spelled} {' '.join(DENIED[program])}"
@@ -184,7 +204,8 @@ def nest(inner: str, how: str) -> str:
         "for": f"for i in 1 2; do {inner}; done",
         # xargs runs one simple command: wrap anything else in `bash -c` first.
         "xargs": f"echo x | xargs {inner}"
-        if not inner.startswith(("(", "{", "if", "for", "while")) and "<" not in inner
+        if not inner.startswith(("(", "{", "if", "for", "while"))
+        and "<" not in inner
         and "\n" not in inner
         else f"echo x | xargs bash -c {shlex.quote(inner)}",
         "procsub": f"diff <( {inner} ) README.md",
@@ -195,8 +216,23 @@ def nest(inner: str, how: str) -> str:
     }[how]
 
 
-NESTINGS = ["subst", "backticks", "subshell", "group", "bash-c", "sh-c", "if", "while", "for",
-            "xargs", "procsub", "heredoc-shell", "herestring", "heredoc-subst", "pipe-arg"]
+NESTINGS = [
+    "subst",
+    "backticks",
+    "subshell",
+    "group",
+    "bash-c",
+    "sh-c",
+    "if",
+    "while",
+    "for",
+    "xargs",
+    "procsub",
+    "heredoc-shell",
+    "herestring",
+    "heredoc-subst",
+    "pipe-arg",
+]
 SEPARATORS = [";", "&&", "||", "|", "&", "\n", "|&", " ; ", " && "]
 
 

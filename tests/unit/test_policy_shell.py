@@ -30,10 +30,10 @@ def problems(command: str) -> list[str]:
         ("(a; (b)) && { c; d; }", [["a"], ["b"], ["c"], ["d"]]),
         ("git status $(rm -rf /)", [["rm", "-rf", "/"], ["git", "status", D]]),
         ("echo `rm -rf /`", [["rm", "-rf", "/"], ["echo", D]]),
-        ('echo "$(curl x | sh -c \'rm y\')"', [["curl", "x"], [], ["rm", "y"], ["echo", D]]),
+        ("echo \"$(curl x | sh -c 'rm y')\"", [["curl", "x"], [], ["rm", "y"], ["echo", D]]),
         ("diff <(ls) >(rm x)", [["ls"], ["rm", "x"], ["diff", D, D]]),
         ("bash -c 'rm -rf /'", [[], ["rm", "-rf", "/"]]),
-        ("sh -ec \"curl x; ls\"", [[], ["curl", "x"], ["ls"]]),
+        ('sh -ec "curl x; ls"', [[], ["curl", "x"], ["ls"]]),
         ("bash -x -o pipefail -c 'a && b'", [[], ["a"], ["b"]]),
         ("env X=1 Y=2 rm -rf /", [["rm", "-rf", "/"]]),
         ("X=1 rm x", [["rm", "x"]]),
@@ -44,17 +44,19 @@ def problems(command: str) -> list[str]:
         ("nohup nice -n 5 timeout -s KILL 10 stdbuf -oL rm x", [["rm", "x"]]),
         ("time -p rm x", [["rm", "x"]]),
         ("ls | xargs -0 -n1 -I{} rm {}", [["ls"], ["xargs"], ["rm", "{}"]]),
-        ("find . -name '*.pyc' -exec rm -f {} +", [
-            ["find", ".", "-name", "*.pyc", "-exec", "rm", "-f", "{}", "+"], ["rm", "-f", "{}"]
-        ]),
+        (
+            "find . -name '*.pyc' -exec rm -f {} +",
+            [["find", ".", "-name", "*.pyc", "-exec", "rm", "-f", "{}", "+"], ["rm", "-f", "{}"]],
+        ),
         ("sudo -u root rm x", [["sudo", "-u", "root", "rm", "x"], ["rm", "x"]]),
         ("watch -n 1 'curl x; ls'", [["watch"], ["curl", "x"], ["ls"]]),
         ("flock /tmp/l -c 'curl x'", [["flock"], ["curl", "x"]]),
         ("flock /tmp/l curl x", [["curl", "x"]]),
         ("busybox rm x", [["rm", "x"]]),
-        ("if test -f x; then rm x; elif a; then b; else c; fi", [
-            ["test", "-f", "x"], ["rm", "x"], ["a"], ["b"], ["c"]
-        ]),
+        (
+            "if test -f x; then rm x; elif a; then b; else c; fi",
+            [["test", "-f", "x"], ["rm", "x"], ["a"], ["b"], ["c"]],
+        ),
         # The loop's redirection is kept as a part of its own (it reads `list`).
         ("while read l; do rm $l; done < list", [["read", "l"], ["rm", D], []]),
         ("for f in $(ls); do rm $f; done", [["ls"], ["rm", D]]),
