@@ -66,7 +66,7 @@ class PolicyController(Controller):
         limit: Limit = 50,
         cursor: Cursor = None,
         # `scope` is a name Litestar reserves for the ASGI scope.
-        policy_scope: Annotated[PolicyScope | None, QueryParameter(query="scope")] = None,
+        policy_scope: Annotated[PolicyScope | None, QueryParameter(name="scope")] = None,
         project_id: FromQuery[uuid.UUID | None] = None,
         name: FromQuery[str | None] = None,
     ) -> ListPage[Policy]:
