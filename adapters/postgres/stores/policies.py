@@ -11,7 +11,6 @@ from adapters.postgres.stores.base import PostgresEntityStore, Unique
 from codeforge.domain.errors import NotFound
 from codeforge.domain.policy.stored import Policy
 
-
 # The base store names the tenant's placeholder `scope`; the column is `policy_scope`.
 _COLUMN = {"scope": "policy_scope"}
 _FIELD = {column: field for field, column in _COLUMN.items()}

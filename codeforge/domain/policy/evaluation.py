@@ -23,8 +23,10 @@ writes is allowed; what the parser cannot read is `ask`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import posixpath
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from msgspec import Struct
 
@@ -229,6 +231,13 @@ class EffectivePolicy:
         for layer in layers:
             network.update(dict.fromkeys(layer.network_commands))
         self._network = [ToolSpecifier.parse(f"Bash({pattern})") for pattern in network]
+        # Command rules by the program they name, so a part is matched against the few
+        # rules that can concern it (and those naming no program), in their order.
+        self._by_program = {
+            verb: _ProgramIndex(self._by_kind[(verb, Kind.BASH)], lambda r: r.spec)
+            for verb in ("deny", "ask", "allow")
+        }
+        self._network_index = _ProgramIndex(self._network, lambda spec: spec)
         self._reads_guarded = bool(
             self._by_kind[("deny", Kind.READ)] or self._by_kind[("ask", Kind.READ)]
         )
@@ -480,7 +489,7 @@ class EffectivePolicy:
     def _part(self, part: CommandPart) -> _Finding:
         shown = f"`{part.shown()}`"
         maybe_denied: _Finding | None = None
-        for r in self._by_kind[("deny", Kind.BASH)]:
+        for r in self._by_program["deny"].candidates(part):
             match = r.spec.catches(part)
             if match is Match.YES:
                 return _Finding(
@@ -513,7 +522,7 @@ class EffectivePolicy:
             )
         if maybe_denied is not None:
             return maybe_denied
-        for r in self._by_kind[("ask", Kind.BASH)]:
+        for r in self._by_program["ask"].candidates(part):
             if r.spec.catches(part) is not Match.NO:
                 return _Finding(
                     Decision.ASK, r.rule.text, r.layer.scope, f"{shown} matches {r.says('ask')}"
@@ -533,7 +542,7 @@ class EffectivePolicy:
                 "default",
                 f"{shown} changes nothing by itself (its redirections are checked)",
             )
-        for r in self._by_kind[("allow", Kind.BASH)]:
+        for r in self._by_program["allow"].candidates(part, exact=True):
             if r.spec.admits(part):
                 return _Finding(
                     Decision.ALLOW,
@@ -545,7 +554,7 @@ class EffectivePolicy:
 
     def _network_match(self, part: CommandPart) -> Match:
         best = Match.NO
-        for spec in self._network:
+        for spec in self._network_index.candidates(part):
             match = spec.catches(part)
             if match is Match.YES:
                 return match
@@ -600,6 +609,41 @@ class EffectivePolicy:
             if guarded is not None:
                 return guarded
         return found or self._first("ask", kinds, location, shown, glob=glob)
+
+
+T = TypeVar("T")
+
+
+class _ProgramIndex(Generic[T]):
+    """Items (rules, specifiers) by the program their Bash pattern names."""
+
+    def __init__(self, items: Sequence[T], spec_of: Callable[[T], ToolSpecifier]) -> None:
+        self._all = list(items)
+        self._any: list[tuple[int, T]] = []
+        self._named: dict[str, list[tuple[int, T]]] = {}
+        for i, item in enumerate(items):
+            tokens = spec_of(item).tokens
+            if tokens:
+                self._named.setdefault(tokens[0], []).append((i, item))
+            else:
+                self._any.append((i, item))
+
+    def candidates(self, part: CommandPart, *, exact: bool = False) -> list[T]:
+        """The items that may concern `part`, in their original order. `exact`: only a
+        rule naming the program as written (allow rules); else also its file name
+        (`/usr/bin/rm` for `rm`), and every item when the shell computes the name."""
+        if not part.argv:
+            return [item for _, item in self._any]
+        program = part.argv[0].text
+        if program is None:
+            return list(self._all)
+        found = self._any + self._named.get(program, [])
+        base = posixpath.basename(program)
+        if not exact and base != program:
+            found += self._named.get(base, [])
+        if len(found) > 1:
+            found.sort(key=lambda pair: pair[0])
+        return [item for _, item in found]
 
 
 def _strictest(findings: list[_Finding]) -> _Finding:
