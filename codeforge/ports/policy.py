@@ -3,8 +3,8 @@
 The gate answers allow, ask or deny, with the rule and the scope that decided and a
 reason a person can read; the runtime records the answer as `PolicyDecided` and acts
 on it (deny: the tool does not run and the model is told why; ask: the run waits for
-an approver). The agent-runtime issue ships an allow-all gate; the policy issue
-supplies rules, scopes, presets and approvals behind this same signature.
+an approver). The implementation is `codeforge.services.policy_gate.PolicyEngineGate`
+(profiles, presets, global policies, run overrides; see docs/policy.md).
 
 Contract: `decide` is side-effect free and fast (it runs before every tool call); it
 never raises for a request it cannot classify — it answers `ask` (or `deny`) and says

@@ -4,6 +4,7 @@ comments say."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,40 @@ def test_trusted_mount_autonomous_keeps_credentials_and_the_machine_out_of_reach
     assert decide(policy, "bash", "sudo make install") is DENY
     assert decide(policy, "bash", "curl https://x") is ASK
     assert decide(policy, "bash", "docker run --rm alpine") is ASK
+
+
+# --- docs/policy.md says what the code does ------------------------------------------------
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "policy.md").read_text()
+COLUMNS = {
+    "safe (bwrap)": ("headless-safe-sandbox", "bwrap"),
+    "safe (mount)": ("headless-safe-sandbox", "mount"),
+    "permissive (docker)": ("headless-permissive-sandbox", "docker"),
+    "permissive (mount)": ("headless-permissive-sandbox", "mount"),
+    "trusted (mount)": ("trusted-mount-autonomous", "mount"),
+    "plan": ("plan-readonly", "mount"),
+}
+
+
+def test_the_example_document_in_the_docs_loads() -> None:
+    block = DOC.split("```yaml\n", 1)[1].split("```", 1)[0]
+    profile = parse_policy(block, name="shop-rules")
+    assert profile.mode.value == "acceptEdits"
+    assert [r.text for r in profile.deny][:2] == ["Bash(curl:*)", "Read(.env)"]
+
+
+def test_the_preset_table_in_the_docs_is_what_the_presets_decide() -> None:
+    lines = DOC.split("| call | safe (bwrap)", 1)[1].splitlines()
+    header = ["call", "safe (bwrap)", *[c.strip() for c in lines[0].split("|")[1:-1]]]
+    rows = list(itertools.takewhile(lambda line: line.startswith("|"), lines[2:]))
+    assert len(rows) >= 8
+    for row in rows:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        call = cells[0].strip("`")
+        tool, _, value = (
+            call.partition(" ") if call.startswith(("edit ", "read_file ")) else ("bash", "", call)
+        )
+        for column, expected in zip(header[1:], cells[1:], strict=True):
+            name, sandbox = COLUMNS[column]
+            got = decide(preset(name, sandbox), tool, value)
+            assert got.value == expected, (call, column)

@@ -101,6 +101,9 @@ _PLAIN_EXPANSION = re.compile(
 _REDIRECT_OPS = ("&>>", "&>", "<<<", "<<-", "<<", "<>", "<&", ">>", ">&", ">|", "<", ">")
 _CONTROL_OPS = (";;&", ";;", ";&", "&&", "||", "|&", ";", "|", "&")
 _WORD_END = frozenset(" \t\n;&|()<>")
+_REDIRECT_START = frozenset("0123456789<>&{")
+# A word without quotes, escapes, expansions, globs, braces or a leading tilde.
+_PLAIN_WORD = re.compile(r"[^\s;&|()<>'\"\\$`*?\[{}~]+")
 _CLOSERS = {
     "if": ("if", "fi"),
     "loop": ("while/until/for", "do … done"),
@@ -335,6 +338,8 @@ class _Parser:
                 return
 
     def control_operator(self) -> str:
+        if self.src[self.pos] not in ";&|":
+            return ""
         for op in _CONTROL_OPS:
             if self.src.startswith(op, self.pos):
                 if op == "&" and self.src.startswith("&>", self.pos):
@@ -345,6 +350,8 @@ class _Parser:
 
     def redirect(self, cmd: _Builder) -> bool:
         """A redirection at the cursor, added to `cmd`; False when there is none."""
+        if self.src[self.pos] not in _REDIRECT_START:
+            return False
         start = self.pos
         j = start
         while j < self.n and self.src[j].isdigit():
@@ -427,6 +434,13 @@ class _Parser:
     def word(self) -> list[Word]:
         """The word at the cursor (several after brace expansion)."""
         start = self.pos
+        plain = _PLAIN_WORD.match(self.src, start)
+        if plain is not None:
+            end = plain.end()
+            if end >= self.n or self.src[end] in _WORD_END:
+                # Nothing to remove or expand: the common case, read at once.
+                self.pos = end
+                return [Word(raw=plain.group(), text=plain.group())]
         b = WordBuilder()
         home = False
         if self.src.startswith("~", self.pos):
