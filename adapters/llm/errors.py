@@ -97,6 +97,7 @@ class Redactor:
         # A key of one or two characters would scrub half the message; such keys are not
         # secret anyway. Longest first, so a key containing another is scrubbed whole.
         self._secrets = sorted((s for s in secrets if len(s) >= 3), key=len, reverse=True)
+        self._encoded = [s.encode("utf-8", "replace") for s in self._secrets]
         # The host and port as written, without any user info.
         host = parts.netloc.rpartition("@")[2]
         self.url = urlunsplit((parts.scheme, host, parts.path.rstrip("/"), "", ""))
@@ -107,6 +108,13 @@ class Redactor:
             text = text.replace(secret, "***")
         return text
 
+    def scrub(self, data: bytes) -> bytes:
+        """`data` with the secrets replaced, before any of it is parsed, quoted or cut."""
+        for secret in self._encoded:
+            if secret in data:
+                data = data.replace(secret, b"***")
+        return data
+
 
 def provider_message(body: bytes) -> tuple[str, str]:
     """(the provider's message, its error code or type) from an error body, best effort."""
@@ -114,7 +122,7 @@ def provider_message(body: bytes) -> tuple[str, str]:
     message, code = "", ""
     try:
         data = msgspec.json.decode(body)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         data = None
     if isinstance(data, dict):
         error: Any = data.get("error", data)

@@ -40,7 +40,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
-import msgspec
 import structlog
 
 from adapters.llm.errors import Redactor, Transient, error_for_status
@@ -54,6 +53,7 @@ from adapters.llm.wire import (
     decode_embeddings,
     decode_models,
     deltas_of,
+    encode,
     estimate_usage,
 )
 from codeforge.ports.llm import (
@@ -158,8 +158,9 @@ class OpenAICompatibleModel:
     ) -> ChatResponse:
         endpoint = request.endpoint
         stream = on_delta is not None
-        payload = msgspec.json.encode(chat_body(request, stream=stream))
+        payload = encode(chat_body(request, stream=stream))
         streamed = _Streamed()
+        redact = Redactor(endpoint)
 
         async def deliver(delta: ChatDelta) -> None:
             assert on_delta is not None
@@ -171,13 +172,13 @@ class OpenAICompatibleModel:
 
         async def read(response: aiohttp.ClientResponse) -> Reply:
             if not stream:
-                return decode_completion(await self._body(response))
-            if response.content_type == "application/json":  # the provider did not stream
-                reply = decode_completion(await self._body(response))
+                return decode_completion(await self._body(response, redact))
+            if response.content_type != "text/event-stream":  # the provider did not stream
+                reply = decode_completion(await self._body(response, redact))
                 for delta in deltas_of(reply.message):
                     await deliver(delta)
                 return reply
-            return await self._read_stream(response, deliver)
+            return await self._read_stream(response, deliver, redact)
 
         try:
             reply, attempts, latency = await self._call(
@@ -201,7 +202,7 @@ class OpenAICompatibleModel:
 
     async def list_models(self, endpoint: ModelEndpoint) -> list[dict[str, Any]]:
         async def read(response: aiohttp.ClientResponse) -> list[dict[str, Any]]:
-            return decode_models(await self._body(response))
+            return decode_models(await self._body(response, Redactor(endpoint)))
 
         models, _, _ = await self._call(endpoint, "GET", "/models", None, read)
         return models
@@ -211,14 +212,12 @@ class OpenAICompatibleModel:
         # Providers cap the inputs of one request (OpenAI: 2048); batches stay well under.
         for start in range(0, len(inputs), self._batch):
             batch = list(inputs[start : start + self._batch])
-            payload = msgspec.json.encode(
-                {"model": endpoint.model, "input": batch, "encoding_format": "float"}
-            )
+            payload = encode({"model": endpoint.model, "input": batch, "encoding_format": "float"})
 
             async def read(
                 response: aiohttp.ClientResponse, n: int = len(batch)
             ) -> list[list[float]]:
-                return decode_embeddings(await self._body(response), n)
+                return decode_embeddings(await self._body(response, Redactor(endpoint)), n)
 
             found, _, _ = await self._call(endpoint, "POST", "/embeddings", payload, read)
             vectors.extend(found)
@@ -346,7 +345,7 @@ class OpenAICompatibleModel:
                     ) from None
                 try:
                     if not 200 <= response.status < 300:
-                        body = await _prefix(response, ERROR_BODY_LIMIT)
+                        body = redact.scrub(await _prefix(response, ERROR_BODY_LIMIT))
                         raise error_for_status(endpoint, response.status, body, response.headers)
                     result = await read(response)
                 except ProviderError as e:
@@ -380,7 +379,9 @@ class OpenAICompatibleModel:
 
     # -- reading replies ---------------------------------------------------------------------
 
-    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+    async def _body(self, response: aiohttp.ClientResponse, redact: Redactor) -> bytes:
+        """The whole reply, within the size limit, with the endpoint's secrets scrubbed (so
+        no message quoting it can hold them, not even cut in half)."""
         if response.content_length is not None and response.content_length > self._max_bytes:
             raise LlmBadResponse(self._too_large(response.content_length))
         body = bytearray()
@@ -388,7 +389,7 @@ class OpenAICompatibleModel:
             body += chunk
             if len(body) > self._max_bytes:
                 raise LlmBadResponse(self._too_large(len(body)))
-        return bytes(body)
+        return redact.scrub(bytes(body))
 
     def _too_large(self, size: int) -> str:
         return (
@@ -400,6 +401,7 @@ class OpenAICompatibleModel:
         self,
         response: aiohttp.ClientResponse,
         deliver: Callable[[ChatDelta], Awaitable[None]],
+        redact: Redactor,
     ) -> Reply:
         decoder = SseDecoder(self._max_bytes)
         assembler = StreamAssembler()
@@ -409,16 +411,17 @@ class OpenAICompatibleModel:
             if received > self._max_bytes:
                 raise LlmBadResponse(self._too_large(received))
             for event in decoder.feed(chunk):
-                for delta in assembler.add(event):
+                for delta in assembler.add(redact.scrub(event)):
                     await deliver(delta)
                 if assembler.done:
                     return assembler.result()
         for event in decoder.close():
-            for delta in assembler.add(event):
+            for delta in assembler.add(redact.scrub(event)):
                 await deliver(delta)
         if not assembler.complete:
             raise Transient(
-                "the streamed reply ended before it was complete (no finish_reason, no [DONE])"
+                f"the model endpoint {redact.url} ended its streamed reply before it was "
+                "complete (no finish_reason, no [DONE])"
             )
         return assembler.result()
 

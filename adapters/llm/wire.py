@@ -11,7 +11,8 @@ guessed at: what cannot be read is an `LlmBadResponse` naming what was wrong.
   first piece that carries them. `StreamAssembler.result()` equals `decode_completion`
   of the same reply sent whole.
 - Text is UTF-8 with invalid bytes replaced (U+FFFD), and lone surrogates (valid JSON
-  escapes that no UTF-8 consumer downstream could store) replaced too.
+  escapes that no UTF-8 consumer downstream could store) replaced too — in replies, and
+  in requests (a tool's output may hold one; JSON on the wire cannot).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "decode_embeddings",
     "decode_models",
     "deltas_of",
+    "encode",
     "estimate_usage",
     "loads",
 ]
@@ -110,6 +112,14 @@ def chat_body(request: ChatRequest, *, stream: bool) -> dict[str, Any]:
 # ---------------------------------------------------------------------------- text
 
 
+def encode(body: Any) -> bytes:
+    """JSON for the wire; lone surrogates (which UTF-8 cannot carry) replaced by U+FFFD."""
+    try:
+        return msgspec.json.encode(body)
+    except UnicodeEncodeError:
+        return msgspec.json.encode(_clean_tree(body))
+
+
 def _clean(text: str) -> str:
     """Lone surrogates replaced by U+FFFD (pairs written as two escapes are joined)."""
     try:
@@ -123,6 +133,8 @@ def loads(raw: bytes, what: str) -> Any:
     """JSON from a provider: invalid UTF-8 replaced, lone surrogates replaced."""
     try:
         return msgspec.json.decode(raw)
+    except RecursionError as e:
+        raise LlmBadResponse(f"{what} is JSON nested too deeply to read") from e
     except msgspec.DecodeError:
         pass  # invalid UTF-8 or a lone surrogate escape: the slower, forgiving path
     try:

@@ -137,9 +137,14 @@ class MemoryEventStore:
         *,
         expected_seq: int,
         context: EventContext,
+        outbox: OutboxMessage | None = None,
     ) -> list[StoredEvent]:
         if not events:
             raise ValidationFailed("append needs at least one event", field="events")
+        if outbox is not None:
+            if outbox.id in self._outbox:
+                raise Conflict(f"an outbox message with id {outbox.id} already exists", field="id")
+            _storable("the outbox message", outbox)
         before = self._visible_run(context.tenant_id, run_id)
         if before.last_seq != expected_seq:
             raise Conflict(f"run {run_id} is at seq {before.last_seq}, not {expected_seq}")
@@ -153,6 +158,10 @@ class MemoryEventStore:
         _storable("the run", after)
         self._runs[run_id] = after
         stored = [_stored(r) for r in self._commit(records)]
+        if outbox is not None:
+            self._outbox[outbox.id] = OutboxRow(
+                tenant_id=after.tenant_id, message=outbox, created_at=at
+            )
         await self._notify(before, after)
         return stored
 
@@ -269,6 +278,21 @@ class MemoryEventStore:
         self, tenant_id: uuid.UUID, agent_id: uuid.UUID, *, after: int = 0, limit: int = 500
     ) -> list[StoredEvent]:
         return _page_by_position(self._by_agent.get((tenant_id, agent_id), []), after, limit)
+
+    async def load_by_types(
+        self, tenant_id: uuid.UUID, types: Sequence[str], *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        wanted = set(types)
+        records = sorted(
+            (
+                r
+                for log in self._logs.values()
+                for r in log
+                if r.tenant_id == tenant_id and r.type in wanted
+            ),
+            key=lambda r: r.position,
+        )
+        return _page_by_position(records, after, limit)
 
     # -- the rest --------------------------------------------------------------------
 

@@ -69,20 +69,22 @@ AGENT_LOCK_SPACE = 7302
 
 _RUN_COLUMNS = (
     "id, tenant_id, project_id, task_id, agent_id, status, mode, deliver, limits,"
-    " policy_overrides, result, cost_usd, steps, last_seq, lease_owner, lease_expires_at,"
-    " started_at, finished_at, version, created_at, updated_at"
+    " policy_overrides, result, cost_usd, steps, attempts, last_seq, lease_owner,"
+    " lease_expires_at, started_at, finished_at, version, created_at, updated_at"
 )
 _INSERT_RUN = (
     f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ("  # noqa: S608 - column names are constants
     "%(id)s, %(tenant_id)s, %(project_id)s, %(task_id)s, %(agent_id)s, %(status)s, %(mode)s,"
     " %(deliver)s, %(limits)s, %(policy_overrides)s, %(result)s, %(cost_usd)s, %(steps)s,"
-    " %(last_seq)s, %(lease_owner)s, %(lease_expires_at)s, %(started_at)s, %(finished_at)s,"
+    " %(attempts)s, %(last_seq)s, %(lease_owner)s, %(lease_expires_at)s, %(started_at)s,"
+    " %(finished_at)s,"
     " %(version)s, %(created_at)s, %(updated_at)s)"
 )
 _UPDATE_RUN = (
     "UPDATE runs SET status = %(status)s, limits = %(limits)s,"
     " policy_overrides = %(policy_overrides)s, result = %(result)s, cost_usd = %(cost_usd)s,"
-    " steps = %(steps)s, last_seq = %(last_seq)s, lease_owner = %(lease_owner)s,"
+    " steps = %(steps)s, attempts = %(attempts)s, last_seq = %(last_seq)s,"
+    " lease_owner = %(lease_owner)s,"
     " lease_expires_at = %(lease_expires_at)s, started_at = %(started_at)s,"
     " finished_at = %(finished_at)s, updated_at = %(updated_at)s, version = version + 1"
     " WHERE id = %(id)s AND version = %(version)s"
@@ -142,18 +144,7 @@ class PostgresEventStore:
         async with self._transaction(duplicates) as conn:
             await conn.execute(_INSERT_RUN, _run_params(run))
             inserted = await self._insert(conn, run, batch, context, run.created_at)
-            await conn.execute(
-                "INSERT INTO outbox (id, tenant_id, subject, payload, headers, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, %s)",
-                (
-                    outbox.id,
-                    run.tenant_id,
-                    outbox.subject,
-                    _jsonb("the outbox payload", outbox.payload),
-                    _jsonb("the outbox headers", outbox.headers),
-                    run.created_at,
-                ),
-            )
+            await self._insert_outbox(conn, outbox, run.tenant_id, run.created_at)
             await _notify(conn, _notices(None, run))
             positions = await _positions(inserted, batch)
         return batch.stored(run, positions, context, run.created_at)[0]
@@ -165,12 +156,18 @@ class PostgresEventStore:
         *,
         expected_seq: int,
         context: EventContext,
+        outbox: OutboxMessage | None = None,
     ) -> list[StoredEvent]:
         if not events:
             raise ValidationFailed("append needs at least one event", field="events")
         # Encoded before the run row is locked: the lock is held only for the write.
         batch = _Batch.of(events, first_seq=expected_seq + 1)
         duplicates = {"run_events_run_seq_key": (f"run {run_id} was appended to meanwhile", None)}
+        if outbox is not None:
+            duplicates["outbox_pkey"] = (
+                f"an outbox message with id {outbox.id} already exists",
+                "id",
+            )
         async with self._transaction(duplicates) as conn:
             cursor = conn.cursor(row_factory=dict_row)
             await cursor.execute(
@@ -190,9 +187,31 @@ class PostgresEventStore:
                 after = after.apply(event, seq, at)
             inserted = await self._insert(conn, after, batch, context, at)
             await conn.execute(_UPDATE_RUN, _run_params(after))
+            if outbox is not None:
+                await self._insert_outbox(conn, outbox, after.tenant_id, at)
             await _notify(conn, _notices(before, after))
             positions = await _positions(inserted, batch)
         return batch.stored(after, positions, context, at)
+
+    @staticmethod
+    async def _insert_outbox(
+        conn: psycopg.AsyncConnection[Any],
+        outbox: OutboxMessage,
+        tenant_id: uuid.UUID,
+        at: datetime,
+    ) -> None:
+        await conn.execute(
+            "INSERT INTO outbox (id, tenant_id, subject, payload, headers, created_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            (
+                outbox.id,
+                tenant_id,
+                outbox.subject,
+                _jsonb("the outbox payload", outbox.payload),
+                _jsonb("the outbox headers", outbox.headers),
+                at,
+            ),
+        )
 
     async def _insert(
         self,
@@ -335,6 +354,21 @@ class PostgresEventStore:
     ) -> list[StoredEvent]:
         return await self._load_by("agent_id", tenant_id, agent_id, after, limit)
 
+    async def load_by_types(
+        self, tenant_id: uuid.UUID, types: Sequence[str], *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        rules.event_limit(limit)
+        async with self._connection() as conn:
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM run_events"  # noqa: S608 - constant columns
+                " WHERE tenant_id = %s AND type = ANY(%s) AND position > %s"
+                " ORDER BY position LIMIT %s",
+                (tenant_id, list(types), after, limit),
+            )
+            rows = await cursor.fetchall()
+        return [_stored(row) for row in rows]
+
     async def _load_by(
         self, column: str, tenant_id: uuid.UUID, value: uuid.UUID, after: int, limit: int
     ) -> list[StoredEvent]:
@@ -473,6 +507,7 @@ def _run_params(run: Run) -> dict[str, object]:
         "result": None if run.result is None else _jsonb("the run's result", run.result),
         "cost_usd": run.cost_usd,
         "steps": run.steps,
+        "attempts": run.attempts,
         "last_seq": run.last_seq,
         "lease_owner": run.lease_owner,
         "lease_expires_at": run.lease_expires_at,

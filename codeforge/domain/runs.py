@@ -27,6 +27,8 @@ from msgspec import Struct
 from codeforge.domain.entity import Entity
 from codeforge.domain.errors import Conflict
 from codeforge.domain.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     Event,
     HeartbeatRecorded,
     ModelResponded,
@@ -106,6 +108,8 @@ class Run(Entity, frozen=True, kw_only=True):
     result: RunResult | None = None
     cost_usd: Decimal = Decimal(0)
     steps: int = 0
+    # Times a worker started or resumed it (the reaper gives up past a limit).
+    attempts: int = 0
     last_seq: int = 0
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
@@ -145,11 +149,18 @@ class Run(Entity, frozen=True, kw_only=True):
                 self._require(RunStatus.RUNNING)
                 changes |= {"status": RunStatus.RUNNING, "lease_owner": worker}
                 changes |= {"lease_expires_at": expires, "started_at": self.started_at or at}
+                changes |= {"attempts": self.attempts + 1}
             case HeartbeatRecorded(worker=worker, lease_expires_at=expires):
                 changes |= {"lease_owner": worker, "lease_expires_at": expires}
             case ModelResponded(cost_usd=cost):
                 # A step is one model call; the projection's cost is the ledger's sum.
                 changes |= {"steps": self.steps + 1, "cost_usd": self.cost_usd + (cost or 0)}
+            case ApprovalRequested():
+                self._require(RunStatus.WAITING_APPROVAL)
+                changes |= {"status": RunStatus.WAITING_APPROVAL}
+            case ApprovalDecided():
+                if self.status is RunStatus.WAITING_APPROVAL:
+                    changes |= {"status": RunStatus.RUNNING}
             case RunSuspended():
                 self._require(RunStatus.SUSPENDED)
                 changes |= {"status": RunStatus.SUSPENDED, "lease_owner": None}

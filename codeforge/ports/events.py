@@ -12,6 +12,8 @@ EventStore contract (one contract suite checks every adapter):
   transaction it folds the events into the projection (`Run.apply`), so the row
   and the log never disagree; a fold that rejects an event (an invalid state
   transition) raises `Conflict` and appends nothing. Unknown run → `NotFound`.
+  With `outbox`, that message is written in the same transaction too (a run
+  suspended and queued to resume is never one without the other).
 - Reads return events in seq order; `after` is exclusive; `limit` caps the count.
   Every read is scoped to the tenant: another tenant's run is `NotFound`.
 - Events are stored with their type name and schema version and read back through
@@ -77,6 +79,7 @@ class EventStore(Protocol):
         *,
         expected_seq: int,
         context: EventContext,
+        outbox: OutboxMessage | None = None,
     ) -> list[StoredEvent]: ...
 
     async def get_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> Run: ...
@@ -120,6 +123,13 @@ class EventStore(Protocol):
         self, tenant_id: uuid.UUID, agent_id: uuid.UUID, *, after: int = 0, limit: int = 500
     ) -> list[StoredEvent]:
         """As `load_by_task`, for every run of the agent."""
+        ...
+
+    async def load_by_types(
+        self, tenant_id: uuid.UUID, types: Sequence[str], *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        """As `load_by_task`, for the tenant's events of the given type names (the audit
+        trail reads decisions and deliveries across every run this way)."""
         ...
 
 

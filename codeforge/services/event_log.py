@@ -86,9 +86,14 @@ class EventLog:
         *,
         expected_seq: int,
         context: EventContext,
+        outbox: OutboxMessage | None = None,
     ) -> list[StoredEvent]:
         stored = await self._store.append(
-            run_id, [self.scrub(e) for e in events], expected_seq=expected_seq, context=context
+            run_id,
+            [self.scrub(e) for e in events],
+            expected_seq=expected_seq,
+            context=context,
+            outbox=outbox,
         )
         statuses = [_STATUS_AFTER[type(e)] for e in events if type(e) in _STATUS_AFTER]
         await self._announce(

@@ -17,7 +17,7 @@ import uuid
 from codeforge.domain.errors import Conflict
 from codeforge.domain.events import Event, StoredEvent
 from codeforge.domain.runs import Run
-from codeforge.ports.events import EventContext, EventStore
+from codeforge.ports.events import EventContext, EventStore, OutboxMessage
 from codeforge.services.event_log import EventLog
 
 # Appends retried after others' writes before giving up (each retry reads the run).
@@ -53,12 +53,18 @@ class RunJournal:
         """The last seq this journal knows of (its own last append, or what it read)."""
         return self._seq
 
-    async def append(self, *events: Event) -> list[StoredEvent]:
+    async def append(
+        self, *events: Event, outbox: OutboxMessage | None = None
+    ) -> list[StoredEvent]:
         async with self._lock:
             for _ in range(MAX_RETRIES):
                 try:
                     stored = await self._log.append(
-                        self.run_id, list(events), expected_seq=self._seq, context=self._context
+                        self.run_id,
+                        list(events),
+                        expected_seq=self._seq,
+                        context=self._context,
+                        outbox=outbox,
                     )
                 except Conflict as e:
                     current = await self._store.get_run(self.tenant_id, self.run_id)

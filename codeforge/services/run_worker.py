@@ -7,8 +7,9 @@ at least once) exactly one wins and the other drops it. The job message is
 acknowledged once the lease is taken. Heartbeats renew the lease; a worker that
 finds its heartbeat refused has lost the run (the reaper ended it) and stops.
 Cancel and approval decisions arrive on the run's fan-out control subject.
-Shutdown suspends running runs (`RunSuspended`, lease released): a deploy never
-ends a paid run.
+Shutdown suspends running runs (`RunSuspended`, lease released) and queues them
+again in the same write, so a deploy never ends a paid run; a worker handed a
+suspended run resumes it (`RunResumed`) and the executor continues from its log.
 """
 
 from __future__ import annotations
@@ -29,21 +30,56 @@ from codeforge.domain.events import (
     RunCancelled,
     RunCompleted,
     RunFailed,
+    RunResumed,
     RunStarted,
     RunSuspended,
 )
 from codeforge.domain.runs import Run, RunStatus
-from codeforge.ports.events import EventContext, EventStore
-from codeforge.ports.executor import Outcome, RunExecutor
+from codeforge.ports.events import EventContext, EventStore, OutboxMessage
+from codeforge.ports.executor import ApprovalAnswer, Outcome, RunExecutor
 from codeforge.ports.queue import Message, Queue, Subscription
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
 from codeforge.services.run_journal import LeaseLost, RunJournal
-from codeforge.services.subjects import START_RUN, control_subject
+from codeforge.services.subjects import START_RUN, control_subject, start_job
 
 log = structlog.get_logger("codeforge.worker")
 
 WORKERS_CONSUMER = "run-workers"
+
+
+class Controls:
+    """What reaches a held run from outside: cancel, and approvers' answers.
+
+    An answer may arrive before the executor waits for it (the API accepts it as soon
+    as `ApprovalRequested` is stored); it is kept until asked for.
+    """
+
+    def __init__(self) -> None:
+        self._cancel = asyncio.Event()
+        self._answers: dict[str, asyncio.Future[ApprovalAnswer]] = {}
+
+    def is_set(self) -> bool:
+        return self._cancel.is_set()
+
+    async def wait(self) -> bool:
+        return await self._cancel.wait()
+
+    def set(self) -> None:
+        self._cancel.set()
+
+    async def answer(self, approval_id: str) -> ApprovalAnswer:
+        return await self._future(approval_id)
+
+    def deliver(self, approval_id: str, answer: ApprovalAnswer) -> None:
+        future = self._future(approval_id)
+        if not future.done():
+            future.set_result(answer)
+
+    def _future(self, approval_id: str) -> asyncio.Future[ApprovalAnswer]:
+        if approval_id not in self._answers:
+            self._answers[approval_id] = asyncio.get_running_loop().create_future()
+        return self._answers[approval_id]
 
 
 class _Held:
@@ -52,7 +88,9 @@ class _Held:
     def __init__(self, run: Run, journal: RunJournal) -> None:
         self.run = run
         self.journal = journal
-        self.cancel = asyncio.Event()
+        self.cancel = Controls()
+        # Set when a user paused the run: it is suspended without being queued again.
+        self.paused = ""
         self.cancel_reason = ""
         self.task: asyncio.Task[None] | None = None
 
@@ -114,9 +152,14 @@ class RunWorker:
         except NotFound:
             log.warning("job for an unknown run dropped", run_id=str(job.run_id))
             return
-        if run.status is not RunStatus.REQUESTED:
+        lease = self._clock() + self._lease
+        if run.status is RunStatus.REQUESTED:
+            started: Event = RunStarted(worker=self.worker_id, lease_expires_at=lease)
+        elif run.status is RunStatus.SUSPENDED:
+            # Suspended by a shutdown or a lost worker: it continues here, from its log.
+            started = RunResumed(worker=self.worker_id, lease_expires_at=lease)
+        else:
             return  # taken by another worker, cancelled, or already done
-        started = RunStarted(worker=self.worker_id, lease_expires_at=self._clock() + self._lease)
         context = EventContext(tenant_id=run.tenant_id, request_id=message.request_id)
         try:
             stored = await self._log.append(
@@ -147,7 +190,17 @@ class RunWorker:
             try:
                 outcome = await self._executor.execute(run, held.cancel, held.journal)
             except asyncio.CancelledError:
-                await self._finish(held, RunSuspended(reason="worker shutting down"))
+                if held.paused:
+                    # Paused by a user: it waits until someone resumes it.
+                    await self._finish(held, RunSuspended(reason=held.paused))
+                    raise
+                # Queued again in the same write: another worker (or this one, restarted)
+                # resumes it — a deploy never ends a paid run.
+                await self._finish(
+                    held,
+                    RunSuspended(reason="worker shutting down"),
+                    outbox=start_job(run.id, run.tenant_id),
+                )
                 raise
             except Exception as e:
                 log.exception("run executor failed", run_id=str(run.id))
@@ -161,10 +214,26 @@ class RunWorker:
             self._held.pop(run.id, None)
 
     async def _control(self, held: _Held, message: Message[ControlRun]) -> None:
-        if message.payload.action == "cancel" and not held.cancel.is_set():
-            held.cancel_reason = message.payload.reason or "cancelled by user"
+        command = message.payload
+        if command.action == "cancel" and not held.cancel.is_set():
+            held.cancel_reason = command.reason or "cancelled by user"
             held.cancel.set()
             log.info("run cancel received", run_id=str(held.run.id))
+        elif command.action == "suspend" and held.task is not None and not held.paused:
+            held.paused = command.reason or "paused by user"
+            held.task.cancel()
+            log.info("run pause received", run_id=str(held.run.id))
+        elif command.action in ("approve", "deny") and command.approval_id:
+            held.cancel.deliver(
+                command.approval_id,
+                ApprovalAnswer(
+                    allow=command.action == "approve",
+                    scope=command.scope,
+                    decided_by=command.decided_by,
+                    reason=command.reason,
+                ),
+            )
+            log.info("approval answer received", run_id=str(held.run.id), action=command.action)
 
     async def _heartbeats(self, held: _Held) -> None:
         while True:
@@ -180,9 +249,9 @@ class RunWorker:
                 held.cancel.set()
                 return
 
-    async def _finish(self, held: _Held, event: Event) -> None:
+    async def _finish(self, held: _Held, event: Event, outbox: OutboxMessage | None = None) -> None:
         try:
-            await self._append(held, event)
+            await held.journal.append(event, outbox=outbox)
         except LeaseLost:
             log.warning("run ended elsewhere before this worker finished", run_id=str(held.run.id))
 

@@ -20,12 +20,12 @@ from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
 from codeforge.domain.policy import build_run_override
 from codeforge.domain.runs import DeliverMode, Run, RunStatus, SandboxMode
-from codeforge.ports.events import EventContext, EventStore, OutboxMessage
+from codeforge.ports.events import EventContext, EventStore
 from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
 from codeforge.services.run_control import RunControl
-from codeforge.services.subjects import START_RUN
+from codeforge.services.subjects import start_job
 
 # `Runs.list` shadows the builtin inside the class body.
 Events = list[StoredEvent]
@@ -69,6 +69,9 @@ class Runs:
         limits: Limits | None = None,
         policy_overrides: dict[str, Any] | None = None,
         request_id: str | None = None,
+        forked_from: uuid.UUID | None = None,
+        fork_seq: int | None = None,
+        replay_of: uuid.UUID | None = None,
     ) -> Run:
         principal.require_mutation()
         if deliver in (DeliverMode.BRANCH, DeliverMode.PR):
@@ -98,15 +101,13 @@ class Runs:
             limits=Limits.tightest(tenant_limits, project.limits, agent.limits, limits),
             policy_overrides=dict(policy_overrides or {}),
             requested_by=principal.key_id,
+            forked_from=forked_from,
+            fork_seq=fork_seq,
+            replay_of=replay_of,
         )
         run_id = new_id()
         run = Run.requested(run_id, tenant, requested, self._clock())
-        outbox = OutboxMessage(
-            id=new_id(),
-            subject=START_RUN,
-            payload={"run_id": str(run_id), "tenant_id": str(tenant)},
-            headers={"X-Request-ID": request_id} if request_id else {},
-        )
+        outbox = start_job(run_id, tenant, request_id)
         await self._log.create_run(
             run, requested, outbox, EventContext(tenant_id=tenant, request_id=request_id)
         )

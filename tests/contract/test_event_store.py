@@ -27,9 +27,11 @@ from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
 from codeforge.domain.events import (
     Event,
     HeartbeatRecorded,
+    RunCancelled,
     RunCompleted,
     RunRequested,
     RunStarted,
+    RunSuspended,
     StoredEvent,
     register_event_type,
 )
@@ -166,6 +168,58 @@ class EventStoreContract:
         ]
         with pytest.raises(ValidationFailed):
             await store.expired_leases(datetime(2001, 1, 1))
+
+    async def test_an_append_may_carry_an_outbox_message_all_or_nothing(
+        self, store: EventStore, tenant_id: uuid.UUID
+    ) -> None:
+        run, _ = await self.create(store, tenant_id)
+        context = EventContext(tenant_id=tenant_id)
+        resume = outbox_for(run)
+        await store.append(
+            run.id,
+            [RunSuspended(reason="worker_lost")],
+            expected_seq=1,
+            context=context,
+            outbox=resume,
+        )
+        assert resume.id in await self.outbox_ids(store, tenant_id)
+        refused = outbox_for(run)
+        with pytest.raises(Conflict):
+            await store.append(
+                run.id, [RunCancelled()], expected_seq=1, context=context, outbox=refused
+            )
+        assert refused.id not in await self.outbox_ids(store, tenant_id)
+        with pytest.raises(Conflict, match="outbox message"):
+            await store.append(
+                run.id, [RunCancelled()], expected_seq=2, context=context, outbox=resume
+            )
+        assert (await store.get_run(tenant_id, run.id)).status is RunStatus.SUSPENDED
+
+    async def test_events_are_read_by_type_across_the_tenants_runs_in_log_order(
+        self, store: EventStore, tenant_id: uuid.UUID
+    ) -> None:
+        first, _ = await self.create(store, tenant_id)
+        second, _ = await self.create(store, tenant_id)
+        other, _ = await self.create(store, uuid.uuid4())
+        context = EventContext(tenant_id=tenant_id)
+        beat = HeartbeatRecorded(worker="w", lease_expires_at=datetime.now(UTC))
+        await store.append(
+            first.id,
+            [RunStarted(worker="w", lease_expires_at=datetime.now(UTC))],
+            expected_seq=1,
+            context=context,
+        )
+        await store.append(second.id, [RunCancelled()], expected_seq=1, context=context)
+        await store.append(first.id, [beat], expected_seq=2, context=context)
+        found = await store.load_by_types(tenant_id, ["RunCancelled", "HeartbeatRecorded"])
+        assert [(e.run_id, e.type) for e in found] == [
+            (second.id, "RunCancelled"),
+            (first.id, "HeartbeatRecorded"),
+        ]
+        page = await store.load_by_types(tenant_id, ["RunRequested"], limit=1)
+        rest = await store.load_by_types(tenant_id, ["RunRequested"], after=page[0].position)
+        assert [e.run_id for e in page + rest] == [first.id, second.id]
+        assert other.id not in {e.run_id for e in page + rest}
 
     # -- creating a run --------------------------------------------------------------
 

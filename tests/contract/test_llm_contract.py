@@ -21,6 +21,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.llm import LlmCircuitOpen, OpenAICompatibleModel
 from codeforge.ports.llm import (
@@ -311,6 +313,38 @@ async def test_streamed_deltas_reassemble_exactly_to_the_response_of_the_same_re
     assert len(deltas.items) >= min(pieces, 2), "the reply should arrive in several pieces"
     assert llm.script.chat_requests[1].json["stream"] is True
     assert llm.script.chat_requests[1].json["stream_options"] == {"include_usage": True}
+
+
+# Any text JSON can carry (no lone surrogates), names and argument texts of any shape.
+TEXT = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
+CALLS = st.lists(
+    st.tuples(st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=12), TEXT),
+    max_size=3,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(text=st.none() | TEXT, calls=CALLS, chunk_size=st.integers(1, 9))
+async def test_any_streamed_reply_reassembles_to_the_same_reply_whole(
+    llm: Harness, text: str | None, calls: list[tuple[str, str]], chunk_size: int
+) -> None:
+    tool_calls = [(name, arguments, f"call_{n}") for n, (name, arguments) in enumerate(calls)]
+    step = reply(text=text, tool_calls=tool_calls, chunk_size=chunk_size)
+    llm.script.add(step, step)
+    deltas = Deltas()
+
+    whole = await llm.model.chat(llm.request())
+    streamed = await llm.model.chat(llm.request(), on_delta=deltas)
+
+    assert same_reply(streamed, whole)
+    assert whole.message.content == (text or None)
+    assert [(c.name, c.arguments) for c in whole.message.tool_calls] == calls
+    assert deltas.text == (text or "")
+    assert deltas.calls() == [(c.id, c.name, c.arguments) for c in whole.message.tool_calls]
 
 
 async def test_a_provider_answering_a_stream_request_whole_still_feeds_on_delta(
@@ -658,6 +692,7 @@ PROVIDER_ERRORS: dict[str, tuple[int, Any, type[LlmError]]] = {
         {"detail": [{"loc": ["body", "messages"], "msg": "field required"}]},
         LlmBadRequest,
     ),
+    "an error body nested too deeply": (400, "[" * 100_000 + "]" * 100_000, LlmBadRequest),
     "bad parameter": (
         400,
         error_body("Invalid value for 'temperature': must be at most 2.", param="temperature"),
@@ -687,6 +722,7 @@ UNREADABLE = {
     "no choices": b'{"id": "x", "choices": []}',
     "choices of the wrong type": b'{"choices": [{"message": 5}]}',
     "truncated json": b'{"choices": [{"message": {"content": "hel',
+    "nested too deeply": b"[" * 100_000 + b"]" * 100_000,
 }
 
 
@@ -947,6 +983,15 @@ def failures_that_could_leak_the_key() -> dict[str, Callable[[Harness], ChatRequ
         h.script.raw(f'{{"oops": "{KEY}'.encode())
         return h.request()
 
+    # Where a quote of a body is cut (200, 600 characters), half a key would show.
+    def json_cut_in_half(h: Harness) -> ChatRequest:
+        h.script.raw(b'{"oops": "' + b"x" * 176 + KEY.encode())
+        return h.request()
+
+    def message_cut_in_half(h: Harness) -> ChatRequest:
+        h.script.fail(status=400, message="y" * 585 + KEY)
+        return h.request()
+
     def in_the_url(h: Harness) -> ChatRequest:
         url = f"http://user:{KEY}@127.0.0.1:{free_port()}/v1"
         return h.request(endpoint=h.endpoint(base_url=url, max_retries=0))
@@ -967,6 +1012,8 @@ def failures_that_could_leak_the_key() -> dict[str, Callable[[Harness], ChatRequ
         "400 echoing the key": echoed(400),
         "500 echoing the key": echoed(500),
         "bad json holding the key": bad_json,
+        "bad json cut in the middle of the key": json_cut_in_half,
+        "a message cut in the middle of the key": message_cut_in_half,
         "the key in the base url": in_the_url,
         "unreachable": unreachable,
         "a key with a line break": unsendable,
@@ -987,7 +1034,8 @@ async def test_the_api_key_never_appears_in_an_error_message(
         await llm.model.chat(request)
 
     for text in texts_of(caught.value):
-        assert KEY not in text
+        assert KEY[:12] not in text
+        assert KEY[-12:] not in text
     out, err = capsys.readouterr()
     assert KEY not in out + err  # nor in what the adapter logged
 
@@ -1047,6 +1095,19 @@ async def test_invalid_utf8_and_lone_surrogates_are_replaced_not_a_crash(llm: Ha
     (streamed.message.content + (whole.message.content or "")).encode("utf-8")  # storable
 
 
+async def test_a_lone_surrogate_in_a_message_is_sent_replaced_not_a_crash(llm: Harness) -> None:
+    llm.script.reply(text="ok")
+    tool_output = ChatMessage(role="user", content="binary junk \ud800 in a tool's output")
+
+    await llm.model.chat(llm.request(tool_output))
+    await llm.model.embed(llm.endpoint(), ["also \udfff here"])
+
+    assert llm.script.chat_requests[0].json["messages"][0]["content"] == (
+        "binary junk \ufffd in a tool's output"
+    )
+    assert llm.script.requests[-1].json["input"] == ["also \ufffd here"]
+
+
 async def test_replies_in_other_providers_dialects_are_read(llm: Harness) -> None:
     # Arguments as an object (Ollama), no tool call id, content as text parts, CRLF events.
     message = {
@@ -1073,7 +1134,7 @@ async def test_a_stream_that_ends_without_finishing_is_llm_unavailable(llm: Harn
     piece = {"choices": [{"index": 0, "delta": {"content": "half"}, "finish_reason": None}]}
     llm.script.raw([b"data: " + json.dumps(piece).encode() + b"\n\n"])
 
-    with pytest.raises(LlmUnavailable, match="ended before it was complete"):
+    with pytest.raises(LlmUnavailable, match="ended its streamed reply before it was complete"):
         await llm.model.chat(llm.request(), on_delta=Deltas())
 
 

@@ -1,9 +1,10 @@
 """Scale-out: one API process and worker processes sharing NATS JetStream and PostgreSQL.
 
 Jobs go API -> outbox -> JetStream -> a worker, each run executed exactly once; a
-worker killed mid-run stops renewing its lease, and the reaper (in the API
-process) ends the run `worker_lost` — resuming it on another worker comes with
-checkpoints (ARCHITECTURE.md, "Workers, leases, control").
+worker killed mid-run stops renewing its lease, the reaper (in the API process)
+suspends the run and queues it again, and another worker resumes it — for the
+native agent from its log and its latest checkpoint, on another host too
+(ARCHITECTURE.md, "Workers, leases, control").
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from adapters.nats.server import find_or_start_nats
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, fix_script
 from tests.support.processes import CodeforgeProcess, codeforge_env, free_port
 from tests.support.repos import make_repo
-from tests.support.scripted_llm import ScriptedLLM
+from tests.support.scripted_llm import ScriptedLLM, reply
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -178,7 +179,8 @@ def test_jobs_spread_over_worker_processes_run_exactly_once_and_a_killed_worker_
             owners.append(started_events[0]["data"]["worker"])
         assert set(owners) <= {w.worker_id for w in workers}
 
-        # A worker dies holding a run: its lease runs out and the reaper ends the run.
+        # A worker dies holding a run: its lease runs out, the reaper suspends the run and
+        # queues it again, and the next worker resumes it.
         for w in workers:
             w.stop()
         slow = WorkerProcess(cluster_env, 60)
@@ -191,11 +193,17 @@ def test_jobs_spread_over_worker_processes_run_exactly_once_and_a_killed_worker_
             assert "event: RunStarted" in read_until(lines, "event: RunStarted")
             slow.proc.kill()
             slow.proc.wait()
-            assert "event: RunFailed" in read_until(lines, "event: RunFailed")
-        wait_until(lambda: statuses().get(doomed) == "failed", timeout=30)
-        ended = http.get(f"/api/v1/runs/{doomed}").json()
-        assert ended["result"]["summary"] == "worker_lost"
-        assert slow.worker_id in ended["result"]["artifact"]["detail"]
+            assert "event: RunSuspended" in read_until(lines, "event: RunSuspended")
+            successor = WorkerProcess(cluster_env, 0.3)
+            started.append(successor)
+            assert "event: RunResumed" in read_until(lines, "event: RunResumed")
+            assert "event: RunCompleted" in read_until(lines, "event: RunCompleted")
+        events = http.get(f"/api/v1/runs/{doomed}/events").json()["items"]
+        suspended = next(e for e in events if e["type"] == "RunSuspended")
+        assert suspended["data"]["reason"].startswith(f"worker_lost: the lease of {slow.worker_id}")
+        resumed = next(e for e in events if e["type"] == "RunResumed")
+        assert resumed["data"]["worker"] == successor.worker_id
+        assert http.get(f"/api/v1/runs/{doomed}").json()["attempts"] == 2
 
 
 def test_a_codeforge_worker_on_another_host_runs_the_agent_and_the_api_serves_the_result(
@@ -245,3 +253,64 @@ def test_a_codeforge_worker_on_another_host_runs_the_agent_and_the_api_serves_th
         .read_text()
         .endswith("return a + b\n")
     )
+
+
+def test_a_run_whose_worker_is_killed_mid_command_resumes_on_another_host(
+    cluster_env: dict[str, str], started: list[Any], tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    """Worker A writes a file (checkpointed) and starts a long command; it is killed. The
+    reaper suspends and requeues the run; worker B, with a data dir of its own, rebuilds
+    the worktree from the checkpoint, tells the model the command was interrupted, and
+    the run finishes with A's work in its patch."""
+    base, admin = api(cluster_env, started)
+
+    def worker_on(host: str) -> CodeforgeProcess:
+        env = {**cluster_env, "CODEFORGE_DATA_DIR": str(tmp_path / host),
+               "CODEFORGE_SANDBOX__KIND": "mount"}  # fmt: skip
+        process = CodeforgeProcess(["worker"], env)
+        started.append(process)
+        process.wait_for_message("worker started", timeout=60)
+        return process
+
+    first = worker_on("host-a")
+    scripted_llm.reply(tool_calls=[("write_file", {"path": "notes.md", "content": "done by A\n"})])
+    scripted_llm.reply(tool_calls=[("bash", {"command": "sleep 60"})])
+
+    def after_resume(request: Any) -> Any:
+        results = [m.get("content") or "" for m in request["messages"] if m["role"] == "tool"]
+        assert "interrupted" in results[-1]
+        return reply(tool_calls=[("finish", {"summary": "finished after the resume"})])
+
+    scripted_llm.responder = after_resume
+    with httpx.Client(base_url=base, headers=admin, timeout=30) as http:
+
+        def post(path: str, body: dict[str, Any]) -> Any:
+            response = http.post(path, json=body)
+            assert response.status_code == 201, response.text
+            return response.json()
+
+        post("/api/v1/models", {"name": "s", "base_url": scripted_llm.base_url, **PRICES})
+        agent = post("/api/v1/agents", {"name": "a", "model": "s"})
+        source = make_repo(tmp_path / "user", {"calc.py": CALC})
+        project = post("/api/v1/projects", {"name": "calc", "source": str(source)})
+        task = post("/api/v1/tasks", {"project_id": project["id"], "title": "t", "prompt": "p"})
+        run = post(
+            "/api/v1/runs", {"task_id": task["id"], "agent_id": agent["id"], "mode": "mount"}
+        )
+        with http.stream("GET", f"/api/v1/runs/{run['id']}/events/stream") as stream:
+            lines = stream.iter_lines()
+            read_until(lines, "event: CheckpointCreated", timeout=60)
+            read_until(lines, "event: PolicyDecided", timeout=30)  # the sleep is requested
+            time.sleep(0.5)
+            first.proc.kill()
+            first.proc.wait()
+            read_until(lines, "event: RunSuspended", timeout=30)
+            worker_on("host-b")
+            seen = read_until(lines, "event: RunCompleted", timeout=60)
+        assert "event: CheckpointRestored" in seen
+        done = http.get(f"/api/v1/runs/{run['id']}").json()
+        assert done["status"] == "succeeded", done
+        assert done["result"]["summary"] == "finished after the resume"
+        patch = http.get(f"/api/v1/runs/{run['id']}/artifacts/patch").text
+        assert "+done by A" in patch
+    assert (tmp_path / "host-b" / "runs" / run["id"] / "notes.md").read_text() == "done by A\n"

@@ -18,7 +18,7 @@ from adapters.postgres.event_store import PostgresEventStore
 from adapters.postgres.migrations import YoyoMigrator
 from adapters.postgres.pool import open_pool
 from codeforge.domain.commands import ControlRun, StartRun
-from codeforge.domain.events import RunRequested, RunStarted
+from codeforge.domain.events import RunRequested, RunResumed, RunStarted
 from codeforge.domain.ids import new_id
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.ports.costs import Budgets
@@ -194,6 +194,27 @@ async def test_shutdown_suspends_running_runs_and_releases_their_lease(
     assert suspended.status is RunStatus.SUSPENDED
     assert suspended.lease_owner is None
     assert w.running == []
+    # Queued again in the same write as the suspension, for whoever resumes it.
+    async with pool.connection() as conn:
+        queued = await (
+            await conn.execute(
+                "SELECT count(*) FROM outbox WHERE payload->>'run_id' = %s", (str(run.id),)
+            )
+        ).fetchone()
+    assert queued == (1,)  # the resume (this test queued the first start by hand)
+    # Another worker handed the job resumes the run where it was.
+    successor = worker(queue, store, agent, "w2")
+    await successor.start()
+    await queue.publish(START_RUN, StartRun(run_id=run.id, tenant_id=TENANT))
+    assert await asyncio.wait_for(agent.started.get(), 5) == run.id
+    resumed = await wait_status(store, run, RunStatus.RUNNING)
+    assert (resumed.lease_owner, resumed.attempts) == ("w2", 2)
+    agent.finish.set()
+    await wait_status(store, run, RunStatus.SUCCEEDED)
+    events = await store.load(TENANT, run.id)
+    assert [e.type for e in events] == [
+        "RunRequested", "RunStarted", "RunSuspended", "RunResumed", "RunCompleted",
+    ]  # fmt: skip
     await queue.drain()
 
 
@@ -221,16 +242,32 @@ async def test_the_reaper_ends_a_run_whose_lease_expired_and_spares_a_renewed_on
         amount_usd=Decimal("0.5"),
         budgets=Budgets(),
     )
-    reaper = LeaseReaper(store, event_log, ledger=ledger)
+    reaper = LeaseReaper(store, event_log, ledger=ledger, max_attempts=2)
     assert await reaper.reap_once() == 1
     # The dead worker's model call will never settle: its hold goes back to the budgets.
     assert (await ledger.spent(TENANT, "project", str(held.project_id))).held_usd == 0
+    # The run waits to be resumed by any worker (queued in the same write).
+    suspended = await store.get_run(TENANT, lost.id)
+    assert suspended.status is RunStatus.SUSPENDED
+    [reason] = [
+        e.event.reason for e in await store.load(TENANT, lost.id) if e.type == "RunSuspended"
+    ]
+    assert reason.startswith("worker_lost: the lease of gone expired")
+    assert (await store.get_run(TENANT, alive.id)).status is RunStatus.RUNNING
+    assert await reaper.reap_once() == 0
+    # A run whose worker keeps dying is given up after max_attempts starts.
+    await store.append(
+        lost.id,
+        [RunResumed(worker="gone again", lease_expires_at=past)],
+        expected_seq=suspended.last_seq,
+        context=EventContext(tenant_id=TENANT),
+    )
+    assert await reaper.reap_once() == 1
     failed = await store.get_run(TENANT, lost.id)
     assert failed.status is RunStatus.FAILED
     assert failed.result is not None
     assert failed.result.summary == "worker_lost"
-    assert (await store.get_run(TENANT, alive.id)).status is RunStatus.RUNNING
-    assert await reaper.reap_once() == 0
+    assert "gave up after 2 attempts" in failed.result.artifact["detail"]
 
 
 async def test_a_worker_whose_lease_was_taken_away_stops_the_run(
@@ -251,5 +288,5 @@ async def test_a_worker_whose_lease_was_taken_away_stops_the_run(
             break
         await asyncio.sleep(0.02)
     assert w.running == []
-    assert (await store.get_run(TENANT, run.id)).status is RunStatus.FAILED
+    assert (await store.get_run(TENANT, run.id)).status is RunStatus.SUSPENDED
     await queue.drain()

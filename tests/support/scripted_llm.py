@@ -21,14 +21,17 @@ The script is a queue of steps, one consumed per chat request, in arrival order:
   to plausible counts (≈4 characters a token); `None` sends none. `stream=None` streams iff
   the request asked. A stream sends text and each call's arguments in `chunk_size`-
   character pieces, then the finish reason, then usage when `stream_options.include_usage`
-  was set, then `[DONE]`. `stall_after=n` goes silent after n events (until the client
-  leaves); `disconnect_after=n` cuts the connection after n events (0: before any reply).
+  was set, then `[DONE]`; its first event carries only the role. `stall_after=n` goes
+  silent after n stream events (until the client leaves); `disconnect_after=n` cuts the
+  connection after n stream events (0: before any answer, streamed or whole).
 - `slow(seconds, ...)`: a reply after a delay (`delay=` works on every step).
 - `fail(status=429, retry_after=1)`, `fail(status=500)`, `fail(status=400, body={...})`:
   an error in OpenAI's shape (`error_body(...)`, `CONTEXT_TOO_LONG`), or any JSON or text
   body; `headers=` adds headers.
 - `raw(body, status=200, content_type=...)`: exact bytes (bad JSON, invalid UTF-8); a list
   of byte strings is sent piece by piece as a stream.
+- `add(step, ...)`: steps built with the module-level `reply`, `fail`, `raw` (reusable
+  values: `add(step, step)` plays one reply twice, e.g. whole then streamed).
 - `respond(fn)`: a step computed when its request arrives: `fn(request_json) -> Step`
   (build it with the module-level `reply`, `fail`, `raw`). `server.responder = fn` answers
   every chat request the queue has no step for.
@@ -307,17 +310,18 @@ class RecordedRequest:
 
 # ---------------------------------------------------------------------------- embeddings
 
-_WORD = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[A-Za-z0-9_]+")
 _PIECE = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
 
 
 def embedding(text: str, dimensions: int = 64) -> list[float]:
     """A deterministic unit vector: a signed hashed bag of lowercased words and their
-    camelCase/snake_case pieces ("readFile" counts as "readfile", "read" and "file")."""
+    camelCase/snake_case pieces ("readFile" and "read_file" both count as "readfile",
+    "read" and "file")."""
     vector = [0.0] * dimensions
     for word in _WORD.findall(text):
         pieces = [p.lower() for p in _PIECE.findall(word)]
-        for token in {word.lower(), *pieces} if len(pieces) > 1 else pieces or [word.lower()]:
+        for token in [*pieces, "".join(pieces)] if len(pieces) > 1 else pieces:
             digest = hashlib.blake2b(token.encode(), digest_size=8).digest()
             vector[int.from_bytes(digest[:4], "big") % dimensions] += 1.0 if digest[4] & 1 else -1.0
     norm = math.sqrt(sum(x * x for x in vector))
@@ -361,7 +365,7 @@ class ScriptedLLM:
         """Seconds between streamed events (0: as fast as the socket takes them)."""
         self.responder: Responder | None = None
         """Answers chat requests the queue has no step for (None: "script exhausted")."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # `wait_for` conditions read state under it
         self._changed = threading.Condition(self._lock)
         self._queues: dict[Endpoint, deque[Step | Responder]] = {
             "chat": deque(),

@@ -56,8 +56,9 @@ __all__ = [
 
 Path = tuple[str | int, ...]
 SandboxKind = Literal["mount", "bwrap", "docker", "hybrid"]
-# Keys of a run's `policy_overrides` that belong to other parts of CodeForge.
-RUN_OVERRIDE_PASSTHROUGH = frozenset({"allow_unpriced_model"})
+# Keys of a run's `policy_overrides` that belong to other parts of CodeForge: the
+# budget (`allow_unpriced_model`) and approvals (`headless`).
+RUN_OVERRIDE_PASSTHROUGH = frozenset({"allow_unpriced_model", "headless"})
 
 
 class PolicyProblem(Struct, frozen=True):
