@@ -23,7 +23,6 @@ from adapters.llm.replay import ReplayModel
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.queue import NatsQueue
-from adapters.policy.allow_all import AllowAllGate
 from adapters.postgres.artifacts import PostgresArtifactStore
 from adapters.postgres.checkpoints import PostgresCheckpointStore
 from adapters.postgres.code_graph import PostgresCodeGraphStore
@@ -46,6 +45,7 @@ from adapters.postgres.stores import (
     PostgresTaskStore,
     PostgresTenantStore,
 )
+from adapters.postgres.stores.policies import PostgresPolicyStore
 from adapters.sandbox.bwrap import BwrapSandboxFactory
 from adapters.sandbox.docker import DockerSandboxFactory
 from adapters.sandbox.hybrid import HybridSandboxFactory
@@ -87,6 +87,9 @@ from codeforge.services.key_cache import KeyCache
 from codeforge.services.lease_reaper import LeaseReaper
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
+from codeforge.services.policies import Policies
+from codeforge.services.policy_gate import EffectivePolicies, PolicyEngineGate
+from codeforge.services.policy_presets import PolicyPresets
 from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
@@ -410,7 +413,29 @@ class Container(containers.DeclarativeContainer):
     cost_ledger = providers.Singleton(PostgresCostLedger, db_pool)
     checkpoint_store = providers.Singleton(PostgresCheckpointStore, db_pool)
     artifact_store = providers.Singleton(PostgresArtifactStore, db_pool)
-    policy_gate = providers.Singleton(AllowAllGate)
+    # --- the permission policy (docs/policy.md) -----------------------------
+    policy_store = providers.Singleton(PostgresPolicyStore, db_pool)
+    policy_presets = providers.Singleton(PolicyPresets, settings.provided.policy.presets_dir)
+    effective_policies = providers.Singleton(
+        EffectivePolicies,
+        policy_store,
+        policy_presets,
+        project_store,
+        agent_store,
+        event_store,
+        default_profile=settings.provided.policy.default_profile,
+        cache_seconds=settings.provided.policy.cache_seconds,
+    )
+    policy_gate = providers.Singleton(PolicyEngineGate, effective_policies)
+    policies = providers.Singleton(
+        Policies,
+        policy_store,
+        effective_policies,
+        project_store,
+        agent_store,
+        event_store,
+        default_mode=providers.Callable(default_mode, sandbox_choice),
+    )
     checkpointer = providers.Singleton(
         BlobCheckpointer,
         checkpoint_store,

@@ -31,6 +31,7 @@ from codeforge.services.event_streams import EventStreams
 from codeforge.services.lease_reaper import LeaseReaper
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
+from codeforge.services.policies import Policies
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
 from codeforge.services.run_history import RunHistory
@@ -68,6 +69,7 @@ class Services:
     audit: Audit
     run_history: RunHistory
     context: ProjectContext
+    policies: Policies
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -204,6 +206,7 @@ class Runtime:
             audit=await c.audit(),
             run_history=await c.run_history(),
             context=await c.project_context(),
+            policies=await c.policies(),
         )
 
     async def _close_resources(self) -> None:

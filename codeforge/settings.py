@@ -143,6 +143,17 @@ class SandboxSettings(Section, frozen=True):
     hybrid_layers_dir: str = ""
 
 
+class PolicySettings(Section, frozen=True):
+    # The profile of runs whose project and agent both say "default": a preset
+    # (config/policies/<name>.yaml) or a tenant-wide stored profile of that name.
+    default_profile: str = "headless-safe-sandbox"
+    # How long a process reuses a run's compiled policy before it re-reads the stored
+    # policies; a change made through this process applies at once.
+    cache_seconds: Annotated[float, Meta(ge=0)] = 5.0
+    # A folder of preset YAML files that replaces the built-in config/policies ("").
+    presets_dir: str = ""
+
+
 class LlmSettings(Section, frozen=True):
     # openai: any OpenAI-compatible endpoint (the only adapter so far).
     kind: Literal["openai"] = "openai"
@@ -266,6 +277,7 @@ class Settings(Section, frozen=True):
     queue: QueueSettings = msgspec.field(default_factory=QueueSettings)
     feed: FeedSettings = msgspec.field(default_factory=FeedSettings)
     sandbox: SandboxSettings = msgspec.field(default_factory=SandboxSettings)
+    policy: PolicySettings = msgspec.field(default_factory=PolicySettings)
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)

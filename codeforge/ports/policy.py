@@ -3,8 +3,8 @@
 The gate answers allow, ask or deny, with the rule and the scope that decided and a
 reason a person can read; the runtime records the answer as `PolicyDecided` and acts
 on it (deny: the tool does not run and the model is told why; ask: the run waits for
-an approver). The agent-runtime issue ships an allow-all gate; the policy issue
-supplies rules, scopes, presets and approvals behind this same signature.
+an approver). The implementation is `codeforge.services.policy_gate.PolicyEngineGate`
+(profiles, presets, global policies, run overrides; see docs/policy.md).
 
 Contract: `decide` is side-effect free and fast (it runs before every tool call); it
 never raises for a request it cannot classify — it answers `ask` (or `deny`) and says
@@ -14,21 +14,23 @@ why.
 from __future__ import annotations
 
 import uuid
-from enum import StrEnum
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 from msgspec import Struct
 
-__all__ = ["Decision", "PolicyDecision", "PolicyGate", "ToolCategory", "ToolRequest"]
+from codeforge.domain.policy.modes import Category as ToolCategory
+from codeforge.domain.policy.modes import Decision
+from codeforge.domain.policy.stored import Policy
+from codeforge.ports.stores import EntityStore
 
-
-class Decision(StrEnum):
-    ALLOW = "allow"
-    ASK = "ask"
-    DENY = "deny"
-
-
-ToolCategory = Literal["read", "edit", "write", "bash", "network", "control"]
+__all__ = [
+    "Decision",
+    "PolicyDecision",
+    "PolicyGate",
+    "PolicyStore",
+    "ToolCategory",
+    "ToolRequest",
+]
 
 
 class ToolRequest(Struct, frozen=True, kw_only=True):
@@ -59,3 +61,19 @@ class PolicyDecision(Struct, frozen=True, kw_only=True):
 
 class PolicyGate(Protocol):
     async def decide(self, request: ToolRequest) -> PolicyDecision: ...
+
+
+class PolicyStore(EntityStore[Policy], Protocol):
+    """Stored policies (the contract of `codeforge.ports.stores` applies).
+
+    Filters: scope, project_id, name. Unique per tenant: the name within its place —
+    one project's policies, or the tenant-wide ones (global and unbound profiles share
+    that place). A duplicate is a Conflict on `name`.
+    """
+
+    async def get_by_name(
+        self, tenant_id: uuid.UUID, name: str, project_id: uuid.UUID | None
+    ) -> Policy:
+        """The policy named `name` bound to `project_id` (None: the tenant-wide ones);
+        NotFound when absent."""
+        ...

@@ -18,6 +18,7 @@ from codeforge.domain.events import RunCancelled, RunRequested, StoredEvent
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
+from codeforge.domain.policy import build_run_override
 from codeforge.domain.runs import DeliverMode, Run, RunStatus, SandboxMode
 from codeforge.ports.events import EventContext, EventStore
 from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
@@ -80,6 +81,8 @@ class Runs:
                 "yet; choose 'patch' or 'commit-local'",
                 field="deliver",
             )
+        # A run may tighten its policy, never loosen it: refuse what the gate would refuse.
+        build_run_override(policy_overrides or {})
         tenant = principal.tenant_id
         task = await self._find(self._tasks.get(tenant, task_id), "task_id", "task")
         agent = await self._find(self._agents.get(tenant, agent_id), "agent_id", "agent")

@@ -276,7 +276,8 @@ async def test_cancel_stops_a_running_command_within_a_second(
 ) -> None:
     ids = await setup(client, admin, tmp_path, scripted_llm)
     ids.pop("source")
-    marker = tmp_path / "still-running"
+    # In the workspace: the default policy denies changes outside it on mount.
+    marker = f"still-running-{tmp_path.name}"
     scripted_llm.reply(tool_calls=[("bash", {"command": f"sleep 30; touch {marker}"})])
     run = await post(client, admin, "/api/v1/runs", ids)
     for _ in range(100):

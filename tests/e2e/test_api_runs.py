@@ -336,7 +336,15 @@ async def test_secrets_never_reach_the_event_log(
     ids = await setup_task(client, admin, tmp_path)
     run = await client.post(
         "/api/v1/runs",
-        json={**ids, "policy_overrides": {"note": "use tok-9f8e7d6c5b4a to deploy"}},
+        json={
+            **ids,
+            # Free text in a run's overrides: a deny rule's reason.
+            "policy_overrides": {
+                "rules": {
+                    "deny": [{"rule": "Bash(deploy:*)", "reason": "use tok-9f8e7d6c5b4a to deploy"}]
+                }
+            },
+        },
         headers=admin,
     )
     assert run.status_code == 201

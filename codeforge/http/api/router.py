@@ -19,6 +19,7 @@ from codeforge.http.api.dead_letters import DeadLetterController
 from codeforge.http.api.keys import KeyController
 from codeforge.http.api.models import ModelController
 from codeforge.http.api.params import principal_of
+from codeforge.http.api.policies import PolicyController
 from codeforge.http.api.projects import ProjectController
 from codeforge.http.api.runs import RunController, TenantStreamController
 from codeforge.http.api.sessions import SessionController
@@ -62,6 +63,7 @@ def api_router(runtime: Runtime) -> Router:
             CostController,
             AuditController,
             ContextController,
+            PolicyController,
         ],
         dependencies={
             "principal": Provide(principal_of, sync_to_thread=False),
@@ -80,6 +82,7 @@ def api_router(runtime: Runtime) -> Router:
             "audit": service("audit"),
             "history": service("run_history"),
             "context": service("context"),
+            "policies": service("policies"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),

@@ -21,6 +21,7 @@ from codeforge.domain.agents import Backend
 from codeforge.domain.gates import QualityGates
 from codeforge.domain.keys import ApiKey, Role
 from codeforge.domain.limits import Limits
+from codeforge.domain.policy.stored import PolicyScope
 from codeforge.domain.runs import DeliverMode, SandboxMode
 from codeforge.domain.tasks import TaskStatus
 
@@ -218,6 +219,58 @@ class EventList(Struct, frozen=True):
     items: list[EventView]
     # Pass as `after` to read on from here.
     last: int | None = None
+
+
+# --- policies -----------------------------------------------------------------
+
+
+class PolicyCreate(Request, frozen=True, kw_only=True):
+    name: str
+    # The YAML document (docs/policy.md); errors point at its lines.
+    document: str
+    # global: every run of the tenant (admins only); project: a profile to choose.
+    scope: PolicyScope = PolicyScope.PROJECT
+    # A project profile only that project may use; omitted: every project may.
+    project_id: uuid.UUID | None = None
+
+
+class PolicyFromPreset(Request, frozen=True, kw_only=True):
+    preset: str
+    name: str
+    scope: PolicyScope = PolicyScope.PROJECT
+    project_id: uuid.UUID | None = None
+
+
+class PolicyUpdate(Request, frozen=True, kw_only=True):
+    version: int
+    name: str | UnsetType = UNSET
+    document: str | UnsetType = UNSET
+
+
+class PolicyPreviewRequest(Request, frozen=True, kw_only=True):
+    """A tool call to judge: `command` (bash) or `tool` with `arguments`/`path`."""
+
+    project_id: uuid.UUID | None = None
+    # Take project, agent, overrides and sandbox from an existing run.
+    run_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    tool: str = "bash"
+    command: str | None = None
+    path: str | None = None
+    arguments: dict[str, Any] = {}
+    # The sandbox kind to judge for; the server's default when omitted.
+    sandbox: SandboxMode | None = None
+    # As a run's policy_overrides (tighten only).
+    overrides: dict[str, Any] | None = None
+    # An unsaved YAML profile to try instead of the project's.
+    document: str | None = None
+
+
+class PresetView(Struct, frozen=True, kw_only=True):
+    name: str
+    description: str
+    mode: str
+    document: str
 
 
 # --- keys and sessions --------------------------------------------------------
