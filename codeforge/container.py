@@ -15,6 +15,7 @@ from pathlib import Path
 from dependency_injector import containers, providers
 
 from adapters.git.local import LocalGit
+from adapters.git_host import GiteaHost, GitHubHost, GitLabHost
 from adapters.llm.openai import OpenAICompatibleModel
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.event_feed import NatsEventFeed
@@ -57,6 +58,7 @@ from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
+from codeforge.ports.git_host import GitHost
 from codeforge.ports.llm import LanguageModel
 from codeforge.ports.queue import Queue, RetryPolicy
 from codeforge.ports.sandbox import ISOLATION, SandboxFactory
@@ -167,6 +169,20 @@ async def running_llm(settings: Settings) -> AsyncIterator[LanguageModel]:
         yield model
     finally:
         await model.close()
+
+
+async def running_git_hosts(settings: Settings) -> AsyncIterator[dict[str, GitHost]]:
+    """One adapter per kind of git host; a project's `git_host.kind` picks one."""
+    d = settings.delivery
+    hosts: dict[str, GitHost] = {
+        cls.kind: cls(timeout=d.host_timeout, max_retries=d.host_max_retries)
+        for cls in (GitHubHost, GitLabHost, GiteaHost)
+    }
+    try:
+        yield hosts
+    finally:
+        for host in hosts.values():
+            await host.close()
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -303,6 +319,8 @@ class Container(containers.DeclarativeContainer):
         default_mode=providers.Callable(default_mode, sandbox_choice),
         on_started=outbox_relay.provided.wake,
         control=run_control,
+        git=git,
+        secrets=secrets,
     )
     event_streams = providers.Singleton(
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat
@@ -326,7 +344,15 @@ class Container(containers.DeclarativeContainer):
     run_workspaces = providers.Singleton(
         RunWorkspaces, git, projects, providers.Callable(lambda p: p / "runs", data_path)
     )
-    delivery = providers.Singleton(Delivery, git, artifact_store)
+    git_hosts = providers.Resource(running_git_hosts, settings)
+    delivery = providers.Singleton(
+        Delivery,
+        git,
+        artifact_store,
+        secrets=secrets,
+        hosts=git_hosts,
+        public_url=settings.provided.delivery.public_url,
+    )
     context_provider = providers.Singleton(FileTreeContext)
     agent_stores = providers.Singleton(
         AgentStores, task_store, agent_store, project_store, tenant_store, model_store, event_store

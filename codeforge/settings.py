@@ -141,6 +141,11 @@ class LlmSettings(Section, frozen=True):
     # A model with no price cannot be held against a budget; runs with a budget refuse
     # it unless this is true (their model calls then cost "unknown").
     allow_unpriced_models: bool = False
+    # Seconds between background health checks of the config file's models (a free
+    # `GET /models` per endpoint, shown in /health/ready); 0: only on demand.
+    health_interval: Annotated[float, Meta(ge=0)] = 60.0
+    # Seconds one health check (background, or POST /api/v1/models/{id}/check) may take.
+    health_timeout: Seconds = 15.0
 
 
 class AgentSettings(Section, frozen=True):
@@ -175,6 +180,18 @@ class ModelSettings(Section, frozen=True):
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
     context_window: PositiveInt = 128_000
+
+
+class DeliverySettings(Section, frozen=True):
+    """Delivering runs to git hosts (deliver: branch, pr)."""
+
+    # The address users reach CodeForge at (https://codeforge.example.com), for the link
+    # back to the run in pull requests; empty: the run is named, not linked.
+    public_url: str = ""
+    # Seconds one git host API request may take, and retries of 5xx, lost connections
+    # and short rate-limit waits.
+    host_timeout: Seconds = 30.0
+    host_max_retries: Annotated[int, Meta(ge=0, le=10)] = 2
 
 
 class WorkerSettings(Section, frozen=True):
@@ -212,6 +229,7 @@ class Settings(Section, frozen=True):
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+    delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 
@@ -248,4 +266,11 @@ class Settings(Section, frozen=True):
             )
         if not self.queue.url.startswith(("nats://", "tls://")) and self.queue.kind == "nats":
             found.append(("queue.url", "a NATS URL such as nats://127.0.0.1:4222"))
+        public = self.delivery.public_url
+        if public and (
+            not public.startswith(("http://", "https://")) or any(c.isspace() for c in public)
+        ):
+            found.append(
+                ("delivery.public_url", "an http(s) URL such as https://codeforge.example")
+            )
         return found

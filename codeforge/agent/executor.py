@@ -164,7 +164,9 @@ class AgentExecutor:
                 outcome = await self._work(run, plan, workspace, history, cancel, journal)
             finally:
                 await self._ledger.release_run(run.tenant_id, run.id)
-            return await self._delivery.deliver(run, plan.task, workspace, outcome, journal)
+            return await self._delivery.deliver(
+                run, plan.task, workspace, outcome, journal, project=plan.project
+            )
         except _Ended as ended:
             log.info("run ended early", reason=ended.outcome.reason)
             return ended.outcome
