@@ -74,6 +74,7 @@ from codeforge.services.event_streams import EventStreams
 from codeforge.services.git_work import GitRunner
 from codeforge.services.key_cache import KeyCache
 from codeforge.services.lease_reaper import LeaseReaper
+from codeforge.services.model_health import ModelHealth
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
@@ -304,7 +305,6 @@ class Container(containers.DeclarativeContainer):
     )
     tasks = providers.Singleton(Tasks, task_store, project_store, event_feed)
     agents = providers.Singleton(Agents, agent_store, model_store)
-    models = providers.Singleton(Models, model_store)
     event_log = providers.Singleton(
         EventLog, event_store, secrets.provided.known_values, announce_to=announcing_feed
     )
@@ -330,6 +330,17 @@ class Container(containers.DeclarativeContainer):
     llm = providers.Selector(
         settings.provided.llm.kind,
         openai=providers.Resource(running_llm, settings),
+    )
+    models = providers.Singleton(
+        Models, model_store, llm=llm, secrets=secrets, llm_settings=settings.provided.llm
+    )
+    model_health = providers.Singleton(
+        ModelHealth,
+        model_store,
+        llm,
+        secrets,
+        interval=settings.provided.llm.health_interval,
+        timeout=settings.provided.llm.health_timeout,
     )
     cost_ledger = providers.Singleton(PostgresCostLedger, db_pool)
     checkpoint_store = providers.Singleton(PostgresCheckpointStore, db_pool)
