@@ -249,8 +249,9 @@ def raise_for(
         )
     if status == 404:
         raise GitHostNotFound(
-            f"{where} has no repository {repo!r}, or the token cannot see it (HTTP 404){quoted}. "
-            "Check the project's git_host.repository and the token's access",
+            f"{where} answered 404 for {repo!r}{quoted}: the repository does not exist, the "
+            "token cannot see it, or a branch is missing. Check the project's "
+            "git_host.repository and the token's access",
             status=status,
         )
     if status == 429:

@@ -28,8 +28,10 @@ the host's own words, never the token); the patch artifact is kept either way.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
+import weakref
 from collections.abc import Mapping
 
 import msgspec
@@ -92,6 +94,11 @@ class Delivery:
         self._secrets = secrets
         self._hosts = dict(hosts or {})
         self._public_url = public_url.rstrip("/")
+        # One look-then-open at a time per task in this process: two runs of a task that
+        # finish together (two agents tried it) must not both find none and both open one.
+        self._task_locks: weakref.WeakValueDictionary[uuid.UUID, asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
 
     async def deliver(
         self,
@@ -250,6 +257,24 @@ class Delivery:
         )
         marker = task_marker(task.id)
         base = project.default_branch
+        lock = self._task_locks.setdefault(task.id, asyncio.Lock())
+        async with lock:
+            return await self._find_or_open(
+                run, task, workspace, host, target, base, marker, config.draft, summary
+            )
+
+    async def _find_or_open(
+        self,
+        run: Run,
+        task: Task,
+        workspace: RunWorkspace,
+        host: GitHost,
+        target: HostTarget,
+        base: str,
+        marker: str,
+        draft: bool,
+        summary: str,
+    ) -> tuple[PullRequest, bool]:
         try:
             found = await host.find_pull_request(target, base=base, marker=marker)
             if found is not None:
@@ -262,7 +287,7 @@ class Delivery:
                 base=base,
                 title=_title(task),
                 body=self._body(run, task, workspace, summary, marker),
-                draft=config.draft,
+                draft=draft,
             )
             return await host.open_pull_request(target, spec), False
         except GitHostError as e:

@@ -26,7 +26,7 @@ from tests.e2e.conftest import Headers, api_settings
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, events_of, fix_script, post, wait_for_end
 from tests.support.repos import git, make_repo
 from tests.support.scripted_git_host import KINDS, ScriptedGitHost
-from tests.support.scripted_llm import ScriptedLLM
+from tests.support.scripted_llm import ScriptedLLM, reply
 
 PUBLIC_URL = "https://codeforge.example"
 SUMMARY = "add() now adds; the unit test passes"
@@ -337,3 +337,38 @@ async def test_a_delivery_failure_ends_the_run_delivery_failed_with_the_patch_ke
         events = await events_of(client, admin, done["id"])
         assert "PullRequestOpened" not in [e["type"] for e in events]
         assert token not in json.dumps(events)
+
+
+async def test_two_runs_of_a_task_finishing_together_open_one_pull_request(
+    working: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    scripted_llm: ScriptedLLM,
+    tmp_path: Path,
+) -> None:
+    steps = [
+        reply(tool_calls=[("read_file", {"path": "calc.py"})]),
+        reply(
+            tool_calls=[("edit", {"path": "calc.py", "old_string": "a - b", "new_string": "a + b"})]
+        ),
+        reply(tool_calls=[("finish", {"summary": SUMMARY})]),
+    ]
+    # Each run's conversation says where it is: both runs follow the same script at once.
+    scripted_llm.responder = lambda body: steps[
+        sum(1 for m in body["messages"] if m["role"] == "assistant")
+    ]
+    with ScriptedGitHost("github", tmp_path / "host") as host:
+        host.create_repository("acme/app", FILES)
+        working.services.secrets.set("HOST_TOKEN", host.token)
+        ids = await task_for(
+            client, admin, scripted_llm, host.clone_url("acme/app"), host_config(host)
+        )
+        runs = [await post(client, admin, "/api/v1/runs", ids | {"deliver": "pr"}) for _ in "ab"]
+        done = [await wait_for_end(client, admin, run["id"], timeout=120) for run in runs]
+
+        assert [d["status"] for d in done] == ["succeeded", "succeeded"], done
+        [pull] = host.pulls("acme/app")
+        opened = [d["result"]["artifact"]["pull_request"] for d in done]
+        assert sorted(o["existing"] for o in opened) == [False, True]
+        assert {o["number"] for o in opened} == {pull.number}
+        assert {f"codeforge/run-{d['id']}" for d in done} <= set(host.branches("acme/app"))
