@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from dependency_injector import containers, providers
 
+from adapters.embeddings.local import LocalEmbedder
+from adapters.embeddings.local import installed as local_embeddings_installed
+from adapters.embeddings.openai import OpenAICompatibleEmbedder
 from adapters.git.local import LocalGit
 from adapters.git_host import GiteaHost, GitHubHost, GitLabHost
 from adapters.llm.openai import OpenAICompatibleModel
+from adapters.llm.replay import ReplayModel
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.queue import NatsQueue
 from adapters.policy.allow_all import AllowAllGate
 from adapters.postgres.artifacts import PostgresArtifactStore
 from adapters.postgres.checkpoints import PostgresCheckpointStore
+from adapters.postgres.code_graph import PostgresCodeGraphStore
 from adapters.postgres.costs import PostgresCostLedger
 from adapters.postgres.dead_letters import PostgresDeadLetterStore
 from adapters.postgres.event_feed import PostgresEventFeed
@@ -44,28 +49,36 @@ from adapters.postgres.stores import (
 )
 from adapters.sandbox.bwrap import BwrapSandboxFactory
 from adapters.sandbox.docker import DockerSandboxFactory
+from adapters.sandbox.hybrid import HybridSandboxFactory
 from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
+from adapters.webhook.approvals import NoNotifier, WebhookNotifier
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.executor import AgentExecutor
 from codeforge.agent.executor import Stores as AgentStores
 from codeforge.agent.file_tree import FileTreeContext
 from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.agent.workspaces import RunWorkspaces
+from codeforge.context.engine import ContextEngine
+from codeforge.context.projects import ProjectContext
+from codeforge.context.provider import RepoContextProvider
+from codeforge.context.retrieval import EngineCodeSearch
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
 from codeforge.ports.git_host import GitHost
-from codeforge.ports.llm import LanguageModel
+from codeforge.ports.llm import LanguageModel, ModelEndpoint
 from codeforge.ports.queue import Queue, RetryPolicy
 from codeforge.ports.sandbox import ISOLATION, SandboxFactory
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
+from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
-from codeforge.services.checkpoints import BlobCheckpointer
+from codeforge.services.audit import Audit
+from codeforge.services.checkpoints import BlobCheckpointer, CheckpointJanitor
 from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
@@ -81,6 +94,7 @@ from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
 from codeforge.services.run_control import RunControl
+from codeforge.services.run_history import RunHistory
 from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.sandbox_choice import SandboxChoice, SandboxReadiness, choose_sandbox
@@ -114,8 +128,17 @@ def default_mode(choice: SandboxChoice) -> SandboxMode:
 async def resolved_sandbox(
     settings: Settings, factories: dict[SandboxMode, SandboxFactory]
 ) -> AsyncIterator[SandboxChoice]:
+    """The choice, with the chosen factory started (docker's warm pool) until shutdown."""
     required = ISOLATION if settings.sandbox.require_isolation else ()
-    yield await choose_sandbox(settings.sandbox.kind, factories, required=required)
+    choice = await choose_sandbox(settings.sandbox.kind, factories, required=required)
+    chosen = factories[choice.kind] if choice.kind is not None and choice.usable else None
+    if chosen is not None:
+        await chosen.start()
+    try:
+        yield choice
+    finally:
+        if chosen is not None:
+            await chosen.close()
 
 
 async def running_feed(pool: object) -> AsyncIterator[RunEventFeed]:
@@ -184,6 +207,40 @@ async def running_git_hosts(settings: Settings) -> AsyncIterator[dict[str, GitHo
     finally:
         for host in hosts.values():
             await host.close()
+
+
+def webhook_secret(secrets: Secrets, settings: Settings) -> Callable[[], str | None]:
+    name = settings.approvals.webhook_secret
+    return lambda: secrets.get(name) if name else None
+
+
+def embedder_kind(settings: Settings) -> str:
+    kind = settings.context.embeddings
+    if kind == "auto":
+        # Semantic search when the optional extra is installed; keyword + graph otherwise.
+        return "local" if local_embeddings_installed() else "none"
+    return kind
+
+
+def openai_embedder(llm: LanguageModel, settings: Settings, secrets: Secrets) -> object:
+    name = settings.context.embedding_model
+    model = next(m for m in settings.models if m.name == name)  # checked at load
+    endpoint = ModelEndpoint(
+        base_url=model.base_url,
+        model=model.model or model.name,
+        api_key=secrets.require(model.api_key_secret) if model.api_key_secret else "",
+        timeout=settings.llm.timeout,
+        max_retries=settings.llm.max_retries,
+    )
+    return OpenAICompatibleEmbedder(llm, endpoint, name)
+
+
+def code_search_factory(
+    settings: Settings, engine: ContextEngine
+) -> Callable[[str], EngineCodeSearch] | None:
+    if not settings.context.agent_tools:
+        return None
+    return lambda root: EngineCodeSearch(engine, root)
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -273,6 +330,20 @@ class Container(containers.DeclarativeContainer):
                 DockerSandboxFactory,
                 docker_host=settings.provided.sandbox.docker_host,
                 image=settings.provided.sandbox.docker_image,
+                warm_pool=settings.provided.sandbox.docker_warm_pool,
+                scratch_bytes=settings.provided.sandbox.docker_scratch_bytes,
+                storage_quota=settings.provided.sandbox.docker_storage_quota,
+                writable_root=settings.provided.sandbox.docker_writable_root,
+            ),
+            SandboxMode.HYBRID: providers.Singleton(
+                HybridSandboxFactory,
+                inner=providers.Selector(
+                    settings.provided.sandbox.hybrid_isolation,
+                    bwrap=providers.Singleton(BwrapSandboxFactory),
+                    mount=providers.Singleton(MountSandboxFactory),
+                ),
+                layer=settings.provided.sandbox.hybrid_layer,
+                layers_directory=settings.provided.sandbox.hybrid_layers_dir,
             ),
         }
     )
@@ -326,7 +397,7 @@ class Container(containers.DeclarativeContainer):
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat
     )
 
-    # --- the agent runtime --------------------------------------------------
+    # --- language models ----------------------------------------------------
     llm = providers.Selector(
         settings.provided.llm.kind,
         openai=providers.Resource(running_llm, settings),
@@ -342,6 +413,29 @@ class Container(containers.DeclarativeContainer):
         interval=settings.provided.llm.health_interval,
         timeout=settings.provided.llm.health_timeout,
     )
+
+    # --- code intelligence (codeforge/context) ------------------------------
+    file_tree_context = providers.Singleton(FileTreeContext)
+    embedder = providers.Selector(
+        providers.Callable(embedder_kind, settings),
+        local=providers.Singleton(LocalEmbedder),
+        openai=providers.Singleton(openai_embedder, llm, settings, secrets),
+        none=providers.Object(None),
+    )
+    context_engine = providers.Singleton(
+        ContextEngine, providers.Callable(lambda p: p / "cache" / "context", data_path), embedder
+    )
+    code_graph_store = providers.Singleton(PostgresCodeGraphStore, db_pool)
+    context_provider = providers.Selector(
+        providers.Callable(lambda s: "engine" if s.context.in_prompts else "tree", settings),
+        engine=providers.Singleton(RepoContextProvider, context_engine, file_tree_context),
+        tree=file_tree_context,
+    )
+    project_context = providers.Singleton(
+        ProjectContext, projects, context_engine, code_graph_store
+    )
+
+    # --- the agent runtime --------------------------------------------------
     cost_ledger = providers.Singleton(PostgresCostLedger, db_pool)
     checkpoint_store = providers.Singleton(PostgresCheckpointStore, db_pool)
     artifact_store = providers.Singleton(PostgresArtifactStore, db_pool)
@@ -351,6 +445,11 @@ class Container(containers.DeclarativeContainer):
         checkpoint_store,
         git,
         providers.Callable(lambda p: p / "checkpoints", data_path),
+        max_file_bytes=settings.provided.checkpoints.max_file_bytes,
+        keep_per_run=settings.provided.checkpoints.keep_per_run,
+    )
+    checkpoint_janitor = providers.Singleton(
+        CheckpointJanitor, checkpoint_store, interval=settings.provided.checkpoints.gc_interval
     )
     run_workspaces = providers.Singleton(
         RunWorkspaces, git, projects, providers.Callable(lambda p: p / "runs", data_path)
@@ -364,12 +463,22 @@ class Container(containers.DeclarativeContainer):
         hosts=git_hosts,
         public_url=settings.provided.delivery.public_url,
     )
-    context_provider = providers.Singleton(FileTreeContext)
     agent_stores = providers.Singleton(
         AgentStores, task_store, agent_store, project_store, tenant_store, model_store, event_store
     )
     costs = providers.Singleton(Costs, cost_ledger)
     artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
+    approvals = providers.Singleton(RunApprovals, event_store, run_control)
+    audit = providers.Singleton(Audit, event_store)
+    run_history = providers.Singleton(
+        RunHistory,
+        runs,
+        event_store,
+        event_log,
+        checkpoint_store,
+        run_control,
+        base_has=projects.provided.base_has,
+    )
 
     llm_proxy = providers.Singleton(
         LlmProxy,
@@ -387,6 +496,16 @@ class Container(containers.DeclarativeContainer):
         max_output_tokens=settings.provided.agent.max_output_tokens,
     )
 
+    approval_notifier = providers.Selector(
+        providers.Callable(lambda s: "webhook" if s.approvals.webhook_url else "none", settings),
+        webhook=providers.Singleton(
+            WebhookNotifier,
+            settings.provided.approvals.webhook_url,
+            secret=providers.Callable(webhook_secret, secrets, settings),
+        ),
+        none=providers.Singleton(NoNotifier),
+    )
+
     # --- workers ------------------------------------------------------------
     # Tests override the executor with a scripted stand-in where the agent is not the point.
     run_executor = providers.Singleton(
@@ -401,9 +520,14 @@ class Container(containers.DeclarativeContainer):
         ledger=cost_ledger,
         delivery=delivery,
         context=context_provider,
+        code_search=providers.Callable(code_search_factory, settings, context_engine),
         feed=event_feed,
         agent_settings=settings.provided.agent,
         llm_settings=settings.provided.llm,
+        approval_settings=settings.provided.approvals,
+        notifier=approval_notifier,
+        replay_model=providers.Object(ReplayModel),
+        public_url=settings.provided.http.public_url,
     )
     worker_id = providers.Callable(worker_name)
     run_worker = providers.Singleton(

@@ -93,6 +93,8 @@ async def run_headless(runtime: Runtime, request: RunRequest, out: TextIO = sys.
         mode=request.mode,
         deliver=request.deliver,
         limits=Limits(max_cost_usd=request.max_cost_usd, max_steps=request.max_steps),
+        # Nobody answers asks at a terminal run: the auto-approval rules decide.
+        policy_overrides={"headless": True},
     )
     if notice:
         report.note(notice)

@@ -27,6 +27,8 @@ class Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 class HttpSettings(Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
+    # How people and webhooks reach this server (links in notices); empty: not known.
+    public_url: str = ""
     # Bodies larger than this are refused with 413 before they are read whole.
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
 
@@ -122,6 +124,23 @@ class SandboxSettings(Section, frozen=True):
     # image each run's container starts from (it must be present: no pulls happen).
     docker_host: str = ""
     docker_image: str = "debian:bookworm-slim"
+    # Containers kept started per template so a run does not wait for one (0: none).
+    # Needs root (the workspace is bound in at open); without it opens are cold.
+    docker_warm_pool: Annotated[int, Meta(ge=0, le=16)] = 0
+    # Bytes of each of /tmp and HOME in a container (tmpfs; counts against its memory).
+    docker_scratch_bytes: PositiveInt = 256 * 1024 * 1024
+    # Storage quota in bytes of each container's writable layer (0: none). Only where
+    # the storage driver enforces one (overlay2 on xfs with pquota): otherwise refused.
+    docker_storage_quota: Annotated[int, Meta(ge=0)] = 0
+    # Let commands write the container's root filesystem (install packages); false:
+    # read-only, only the workspace, /tmp and HOME are writable.
+    docker_writable_root: bool = False
+    # For kind hybrid: how its commands are isolated (bwrap, or mount: none at all),
+    # where its layers live (empty: the system temp directory) and which kind of layer
+    # (auto: an overlay mount where CodeForge may mount, i.e. as root, else a copy).
+    hybrid_isolation: Literal["bwrap", "mount"] = "bwrap"
+    hybrid_layer: Literal["auto", "overlay", "copy"] = "auto"
+    hybrid_layers_dir: str = ""
 
 
 class LlmSettings(Section, frozen=True):
@@ -156,8 +175,8 @@ class AgentSettings(Section, frozen=True):
     default_wall_seconds: Seconds = 600.0
     # The most tokens one model reply may use (fewer when a budget is nearly spent).
     max_output_tokens: PositiveInt = 4096
-    # Tokens of repository context (file tree, later the repo map) in the first prompt.
-    context_tokens: PositiveInt = 2000
+    # Tokens of repository context (the repo map and retrieved code) in the first prompt.
+    context_tokens: PositiveInt = 4000
     # Compact old tool output when the conversation passes this share of the window.
     compact_at: Annotated[float, Meta(gt=0.1, lt=1.0)] = 0.8
     # Unproductive steps in a row before a corrective message, and as many again to stop.
@@ -180,6 +199,44 @@ class ModelSettings(Section, frozen=True):
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
     context_window: PositiveInt = 128_000
+
+
+class ContextSettings(Section, frozen=True):
+    """Code intelligence: the repo map, search and code graph (codeforge/context)."""
+
+    # auto: local MiniLM when the [embeddings] extra is installed, else none (keyword,
+    # repo map and graph only); openai: `embedding_model`, a model from `models:`.
+    embeddings: Literal["auto", "local", "openai", "none"] = "auto"
+    embedding_model: str = ""
+    # A run's first prompt gets the repo map and retrieved code (else the file tree).
+    in_prompts: bool = True
+    # The agent gets the find_context and code_graph tools.
+    agent_tools: bool = True
+
+
+class CheckpointSettings(Section, frozen=True):
+    """Checkpoints of runs' worktrees (blobs in PostgreSQL), and their bounds."""
+
+    # Larger files are listed in a checkpoint but not stored (a restore leaves them be).
+    max_file_bytes: PositiveInt = 10 * 1024 * 1024
+    # A run keeps its first checkpoint and this many newest; older ones are pruned.
+    keep_per_run: PositiveInt = 200
+    # Seconds between collections of blobs no checkpoint uses any more.
+    gc_interval: Seconds = 3600.0
+
+
+class ApprovalSettings(Section, frozen=True):
+    """What happens when the policy gate asks before a tool call."""
+
+    # Seconds a run waits for an answer; then the ask counts as denied.
+    timeout_seconds: Seconds = 600.0
+    # No human approver: asks follow the auto-approval rules at once (codeforge run is
+    # always headless; a run may ask for it with policy_overrides.headless: true).
+    headless: bool = False
+    # POSTed a JSON notice for every ask (empty: no webhook).
+    webhook_url: str = ""
+    # The NAME of a secret that signs webhook bodies (X-CodeForge-Signature), or empty.
+    webhook_secret: str = ""
 
 
 class DeliverySettings(Section, frozen=True):
@@ -229,6 +286,9 @@ class Settings(Section, frozen=True):
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+    approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
+    checkpoints: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
+    context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
@@ -263,6 +323,12 @@ class Settings(Section, frozen=True):
                     "worker.heartbeat_seconds",
                     f"less than worker.lease_seconds ({self.worker.lease_seconds:g})",
                 )
+            )
+        if self.context.embeddings == "openai" and all(
+            m.name != self.context.embedding_model for m in self.models
+        ):
+            found.append(
+                ("context.embedding_model", "the name of a model under `models:` (kind openai)")
             )
         if not self.queue.url.startswith(("nats://", "tls://")) and self.queue.kind == "nats":
             found.append(("queue.url", "a NATS URL such as nats://127.0.0.1:4222"))

@@ -17,8 +17,11 @@ command gets:
   `--die-with-parent`: killing bwrap kills the namespace's init, and with it every
   process in the namespace, daemons included;
 - network `none`: an empty network namespace (only its own loopback; the host's
-  127.0.0.1 is another interface); `full`: the host's network (`--share-net`). `llm` is
-  refused: bwrap alone cannot restrict traffic to one proxy (docker's network can).
+  127.0.0.1 is another interface); `full`: the host's network (`--share-net`); `llm`: the
+  empty namespace, the LLM proxy's socket bound in read-only, and `llm_forwarder.py`
+  (run by the host's python3, which the sandbox sees in /usr) relaying a port of the
+  namespace's loopback to it for the one exec (about 12 ms more per exec). Without a
+  python3 in /usr, `llm` is refused.
 
 What it does not do: limit memory or process counts of the tree (no cgroups: RLIMIT_NPROC
 does not bind root, so `memory_bytes` and `pids` are refused), filter system calls
@@ -41,6 +44,14 @@ from adapters.sandbox.host import (
     Scratch,
     check_mount_sources,
     refuse_unsupported,
+)
+from adapters.sandbox.llm_relay import (
+    FORWARDER,
+    INSIDE_FORWARDER,
+    INSIDE_SOCKET,
+    check_llm_socket,
+    forwarder_argv,
+    llm_env,
 )
 from adapters.sandbox.paths import Workspace
 from adapters.sandbox.processes import rlimit_argv
@@ -88,6 +99,14 @@ def system_options(etc_entries: Sequence[str] = ETC_ENTRIES) -> list[str]:
     return options
 
 
+def system_python() -> str | None:
+    """The host's python3 where a sandbox sees it (in /usr or /bin), or None."""
+    for path in ("/usr/bin/python3", "/bin/python3"):
+        if os.access(path, os.X_OK):
+            return path
+    return None
+
+
 def namespace_options(network: NetworkMode) -> list[str]:
     options = ["--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
     if network is NetworkMode.FULL:
@@ -96,9 +115,10 @@ def namespace_options(network: NetworkMode) -> list[str]:
 
 
 class BwrapSandbox(HostSandbox):
-    def __init__(self, *, prefix: list[str], **common: Any) -> None:
+    def __init__(self, *, prefix: list[str], forwarder: list[str], **common: Any) -> None:
         super().__init__(**common)
         self._prefix = prefix
+        self._forwarder = forwarder
 
     def _launch(
         self, argv: list[str], cwd: tuple[str, ...], environment: Mapping[str, str]
@@ -106,7 +126,8 @@ class BwrapSandbox(HostSandbox):
         inside = "/".join((WORKDIR, *cwd))
         # bwrap's own cwd does not matter (the command gets --chdir); "/" keeps it from
         # pinning any directory of the workspace.
-        return Launch([*self._prefix, "--chdir", inside, "--", *argv], "/")
+        command = [*self._forwarder, "--", *argv] if self._forwarder else argv
+        return Launch([*self._prefix, "--chdir", inside, "--", *command], "/")
 
     def _finish(self, argv: list[str], result: ExecResult) -> ExecResult:
         if result.exit_code != 1 or not result.stderr.startswith("bwrap: "):
@@ -132,7 +153,8 @@ class BwrapSandboxFactory:
 
     `bwrap` and `prlimit` are the tools' paths (None: not installed); `etc_entries` the
     names under /etc that commands may read; `host_env` replaces this process's
-    environment as the whitelist's source. `check()` probes bwrap once, with the options
+    environment as the whitelist's source; `python` the python3 under /usr that runs the
+    LLM relay (None: network `llm` is refused). `check()` probes bwrap once, with the options
     a real exec uses, and remembers the answer.
     """
 
@@ -145,9 +167,11 @@ class BwrapSandboxFactory:
         prlimit: str | None = shutil.which("prlimit"),
         etc_entries: Sequence[str] = ETC_ENTRIES,
         host_env: Mapping[str, str] | None = None,
+        python: str | None = system_python(),
     ) -> None:
         self._bwrap = bwrap
         self._prlimit = prlimit
+        self._python = python
         self._host_env = host_env
         self._system = system_options(etc_entries)
         self._problem: str | None = None
@@ -158,7 +182,9 @@ class BwrapSandboxFactory:
             enforces_read_only=True,
             remaps_mounts=True,
             isolates_network=True,
-            network_modes=frozenset({NetworkMode.NONE, NetworkMode.FULL}),
+            network_modes=frozenset(
+                {NetworkMode.NONE, NetworkMode.FULL} | ({NetworkMode.LLM} if python else set())
+            ),
             isolates_processes=True,
             kills_process_tree=True,
             enforces_rlimits=prlimit is not None,
@@ -172,18 +198,32 @@ class BwrapSandboxFactory:
         if self._problem is not None:
             raise SandboxUnavailable(self._problem)
 
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
     async def open(self, spec: SandboxSpec) -> BwrapSandbox:
         await self.check()
         assert self._bwrap is not None  # check() passed
         refuse_unsupported(KIND, self.capabilities, spec)
         check_mount_sources(spec)
+        check_llm_socket(spec)
         workspace = Workspace(spec.workspace)
         scratch = Scratch(KIND)
         env = sandbox_environment(
             home=HOME,
             whitelist=spec.env_whitelist,
             spec_env=spec.env,
+            extra_base=llm_env(spec),
             host=self._host_env,
+        )
+        llm = spec.network is NetworkMode.LLM and self._python is not None
+        relay_mounts = (
+            ["--ro-bind", FORWARDER, INSIDE_FORWARDER, "--ro-bind", spec.llm_socket, INSIDE_SOCKET]
+            if llm
+            else []
         )
         prefix = [
             self._bwrap,
@@ -199,9 +239,11 @@ class BwrapSandboxFactory:
                 for mount in spec.read_only_mounts
                 for option in ("--ro-bind", mount.source, mount.path_inside)
             ),
+            *relay_mounts,
         ]  # fmt: skip
         return BwrapSandbox(
             prefix=prefix,
+            forwarder=forwarder_argv(self._python) if llm and self._python else [],
             kind=KIND,
             spec=spec,
             capabilities=self.capabilities,

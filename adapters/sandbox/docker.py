@@ -7,12 +7,23 @@ until `close()` removes it. What a command gets:
   directories bound read-only, for an image that is an empty rootfs: the test image);
 - the workspace bound read-write at /workspace (its cwd), `read_only_mounts` read-only
   at their targets, a private HOME (/home/sandbox) and /tmp that persist across the execs
-  of one sandbox (host scratch directories, removed on close);
-- cgroup limits on the whole container: memory (default 512 MB, swap included), 1 CPU,
-  pids (default 100, root included); per-process rlimits as docker ulimits;
+  of one sandbox: tmpfs of `scratch_bytes` each (default 256 MiB; a write past it fails
+  with "No space left on device"), gone with the container;
+- cgroup limits on the whole container: memory (default 512 MB, swap included; the
+  tmpfs scratch counts), 1 CPU, pids (default 100, root included); per-process rlimits
+  as docker ulimits;
+- a storage quota on the container's writable layer (`limits.disk_bytes`, or the
+  factory's `storage_quota`) through `storage_opt size`, where the storage driver
+  enforces one (overlay2 only on xfs with `pquota`; `check()` tries it once): otherwise
+  `enforces_disk_limit` is False and a spec asking for it is refused. With the default
+  read-only root the layer takes no writes at all; the quota matters with
+  `writable_root` (commands may then install packages into the container);
 - every capability dropped and `no-new-privileges`: root inside cannot remount anything;
-- its own pid namespace; network `none` (only its own loopback) or `full` (the host's
-  network namespace). `llm` is refused: it needs a proxy-only network not built yet.
+- its own pid namespace; network `none` (only its own loopback), `full` (the host's
+  network namespace) or `llm`: `none`, plus the LLM proxy's socket bound in and
+  `llm_forwarder.py` as the container's idle process, relaying a port of the
+  container's own loopback to it. `llm` needs `python3` in the image (the test image
+  has the host's /usr); without one, `open()` refuses the spec saying so.
 
 Exec runs through the `docker` CLI (`docker exec -i`), not the SDK's attach socket: the
 CLI gives separate stdout and stderr pipes, stdin with EOF, and an exit status, so the
@@ -35,35 +46,50 @@ too: no exec may leave anything behind, and an orphan cannot be told apart.
 Needs: a docker engine on this machine (the workspace is a bind mount, and the kills go
 through the host's /proc), an image with `/bin/sh` and `setsid` (util-linux or busybox).
 A command the memory cgroup kills reports `killed_by_limit="memory_bytes"` (read from
-the cgroup's oom_kill counter, v1 or v2). Storage quotas and a warm pool are not
-implemented.
+the cgroup's oom_kill counter, v1 or v2).
+
+Warm pool (`warm_pool` containers per template, `docker_pool.py`): `open()` takes a
+started container and binds the workspace into it, instead of creating and starting
+one; that needs root (CAP_SYS_ADMIN), and without it every open is cold, as it says.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import secrets
 import shutil
 import signal
-import socket
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import structlog
 
-from adapters.sandbox import processes
-from adapters.sandbox.environment import sandbox_environment
+from adapters.sandbox import mounts, processes
+from adapters.sandbox.docker_pool import Started, Template, WarmPool, remove_orphan_directories
+from adapters.sandbox.environment import SAFE_PATH, sandbox_environment
 from adapters.sandbox.host import (
     HostSandbox,
     Launch,
-    Scratch,
     check_mount_sources,
     refuse_unsupported,
 )
+from adapters.sandbox.llm_relay import (
+    FORWARDER,
+    INSIDE_FORWARDER,
+    INSIDE_PORT,
+    INSIDE_SOCKET,
+    check_llm_socket,
+    forwarder_argv,
+    llm_env,
+)
+from adapters.sandbox.owners import is_orphan, owner_label, owner_tag, tag_is_gone
 from adapters.sandbox.paths import Workspace
 from codeforge.ports.sandbox import (
     Capabilities,
@@ -73,7 +99,10 @@ from codeforge.ports.sandbox import (
     SandboxError,
     SandboxSpec,
     SandboxUnavailable,
+    SandboxUnsupported,
 )
+
+log = structlog.get_logger("codeforge.sandbox")
 
 KIND = "docker"
 WORKDIR = "/workspace"
@@ -85,6 +114,9 @@ DEFAULT_IMAGE = "debian:bookworm-slim"
 DEFAULT_MEMORY = 512 * 1024 * 1024
 DEFAULT_CPUS = 1.0
 DEFAULT_PIDS = 100
+DEFAULT_SCRATCH = 256 * 1024 * 1024
+QUOTA_PROBE = "64m"
+START_WAIT = 10.0
 FIXES = "start a docker engine (and set docker_host), or set sandbox.kind to bwrap or mount"
 # The command runs as a background job (not a group leader), so `setsid` makes it a
 # session of its own without forking: $! is its session and group id. Input goes through
@@ -97,28 +129,9 @@ WRAPPER = (
 )
 
 
-def process_start(pid: int) -> str:
-    """The start time of `pid` (clock ticks since boot), "" when it does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def owner_label() -> str:
-    """Who owns a container: host, pid and the pid's start time (pids are reused)."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{process_start(pid)}"
-
-
-def is_orphan(owner: str) -> bool:
-    """Whether a container labelled `owner` belongs to a process of this host that is gone."""
-    host, _, rest = owner.partition(":")
-    pid, _, started = rest.partition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    return process_start(int(pid)) != started
+def pool_directory(base: str) -> str:
+    """This process's warm pool directory under `base`."""
+    return os.path.join(base, owner_tag())
 
 
 def kill_pids(pids: set[int]) -> None:
@@ -143,17 +156,43 @@ def pids_with_marker(marker: bytes, namespace: str) -> set[int]:
     return found
 
 
-def wait_for_idle(init_pid: int, within: float = 5.0) -> int:
+class IdleGone(Exception):
+    """The container's idle process ended (or never started)."""
+
+
+def wait_for_idle(init_pid: int, within: float = START_WAIT) -> int:
     """The host pid of the container's idle process, once docker's init has started it."""
     deadline = time.monotonic() + within
     while True:
         children = processes.descendants(init_pid)
         if len(children) == 1:
             return children.pop()
+        if not os.path.exists(f"/proc/{init_pid}"):
+            raise IdleGone("the container stopped")
         if time.monotonic() > deadline:
             raise SandboxUnavailable(
                 f"the sandbox container's init has {len(children)} children, expected 1"
             )
+        time.sleep(0.01)
+
+
+def listening(pid: int, port: int) -> bool:
+    """Whether 127.0.0.1:`port` listens in the network namespace of `pid`."""
+    local = f"0100007F:{port:04X}"
+    try:
+        lines = Path(f"/proc/{pid}/net/tcp").read_text().splitlines()[1:]
+    except OSError:
+        return False
+    return any(line.split()[1] == local and line.split()[3] == "0A" for line in lines)
+
+
+def wait_for_listener(pid: int, port: int, within: float = START_WAIT) -> None:
+    deadline = time.monotonic() + within
+    while not listening(pid, port):
+        if not os.path.exists(f"/proc/{pid}"):
+            raise IdleGone("the LLM relay exited")
+        if time.monotonic() > deadline:
+            raise SandboxUnavailable(f"the LLM relay did not listen within {within:g} s")
         time.sleep(0.01)
 
 
@@ -185,23 +224,20 @@ def oom_kills(pid: int) -> int | None:
 
 
 class DockerSandbox(HostSandbox):
-    def __init__(
-        self,
-        *,
-        docker_cli: list[str],
-        container: Any,
-        init_pid: int,
-        idle_pid: int,
-        namespace: str,
-        **common: Any,
-    ) -> None:
+    def __init__(self, *, docker_cli: list[str], started: Started, **common: Any) -> None:
         super().__init__(**common)
         self._cli = docker_cli
-        self._container = container
-        self._init_pid = init_pid
-        self._idle_pid = idle_pid
-        self._namespace = namespace
+        self._started = started
+        self._container = started.container
+        self._init_pid = started.init_pid
+        self._idle_pid = started.idle_pid
+        self._namespace = started.namespace
         self._markers: set[bytes] = set()
+
+    @property
+    def warm(self) -> bool:
+        """Whether this sandbox's container came from the warm pool."""
+        return self._started.slot is not None
 
     def _launch(
         self, argv: list[str], cwd: tuple[str, ...], environment: Mapping[str, str]
@@ -269,8 +305,16 @@ class DockerSandbox(HostSandbox):
         for marker in list(self._markers):
             self._kill_leftovers(marker)
         await super().close()
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(self._container.remove, force=True)
+        await asyncio.to_thread(remove_started, self._started)
+
+
+def remove_started(started: Started) -> None:
+    """Remove a container (and unbind and remove its pool slot); never raises."""
+    with contextlib.suppress(Exception):
+        started.container.remove(force=True)
+    if started.slot is not None:
+        mounts.unmount_all_under(started.slot)
+        mounts.remove_empty_directories(started.slot)
 
 
 class DockerSandboxFactory:
@@ -279,10 +323,17 @@ class DockerSandboxFactory:
     `docker_host` is the engine's URL (None: $DOCKER_HOST or the default socket);
     `image` the image commands run in; `system_mounts` host paths bound read-only at the
     same path (for an image that is an empty rootfs); `memory_bytes`, `cpus`, `pids` the
-    defaults when a spec does not set `memory_bytes` or `pids`; `docker_cli` the CLI's
-    path; `host_env` replaces this process's environment as the whitelist's source.
-    `check()` pings the engine once, removes orphans of crashed processes, and
-    remembers the answer.
+    defaults when a spec does not set `memory_bytes` or `pids`; `scratch_bytes` the size
+    of each of /tmp and HOME; `storage_quota` the writable layer's quota when a spec
+    sets no `disk_bytes` (None: none); `writable_root` lets commands write the
+    container's root filesystem (the image's files: installs); `warm_pool` how many
+    started containers to keep per template (0: none) and `pool_directory` where their
+    slots live; `docker_cli` the CLI's path; `host_env` replaces this process's
+    environment as the whitelist's source.
+
+    `check()` pings the engine once, removes the containers and pool slots of crashed
+    processes, tries a storage quota (which settles `capabilities.enforces_disk_limit`),
+    and remembers the answer. `start()` starts the warm pool, `close()` removes it.
     """
 
     kind = KIND
@@ -296,6 +347,11 @@ class DockerSandboxFactory:
         memory_bytes: int = DEFAULT_MEMORY,
         cpus: float = DEFAULT_CPUS,
         pids: int = DEFAULT_PIDS,
+        scratch_bytes: int = DEFAULT_SCRATCH,
+        storage_quota: int | None = None,
+        writable_root: bool = False,
+        warm_pool: int = 0,
+        pool_directory: str | None = None,
         docker_cli: str | None = shutil.which("docker"),
         host_env: Mapping[str, str] | None = None,
     ) -> None:
@@ -305,6 +361,14 @@ class DockerSandboxFactory:
         self._memory = memory_bytes
         self._cpus = cpus
         self._pids = pids
+        self._scratch = scratch_bytes
+        self._quota = storage_quota or None
+        self._writable_root = writable_root
+        self._pool_size = warm_pool
+        self._pool_base = os.path.realpath(
+            pool_directory or os.path.join(tempfile.gettempdir(), "codeforge-docker-pool")
+        )
+        self._pool: WarmPool | None = None
         self._docker_cli = docker_cli
         self._host_env = host_env
         self._client: Any = None
@@ -316,13 +380,20 @@ class DockerSandboxFactory:
             enforces_read_only=True,
             remaps_mounts=True,
             isolates_network=True,
-            network_modes=frozenset({NetworkMode.NONE, NetworkMode.FULL}),
+            network_modes=frozenset(NetworkMode),
             isolates_processes=True,
             kills_process_tree=True,
             enforces_rlimits=True,
             enforces_memory_limit=True,
             enforces_pids_limit=True,
         )
+        self.quota_problem: str | None = None
+        """Why the storage driver cannot enforce a quota (None: it can, or not probed)."""
+
+    @property
+    def pool(self) -> WarmPool | None:
+        """The warm pool, once `start()` made one (its `problem` says if it is unused)."""
+        return self._pool
 
     async def check(self) -> None:
         async with self._probe_lock:
@@ -332,45 +403,86 @@ class DockerSandboxFactory:
         if self._problem is not None:
             raise SandboxUnavailable(self._problem)
 
+    async def start(self) -> None:
+        """Start the warm pool (when `warm_pool` > 0), filling it in the background."""
+        if self._pool_size < 1 or self._pool is not None:
+            return
+        await self.check()
+        self._pool = WarmPool(
+            size=self._pool_size,
+            directory=pool_directory(self._pool_base),
+            create=lambda template, slot: self._start(template, slot, slot=True),
+            remove=remove_started,
+        )
+        default = Template.of(SandboxSpec(workspace="/"))
+        await self._pool.start([default])
+
+    async def close(self) -> None:
+        """Remove the warm pool's containers (open sandboxes are closed by their owners)."""
+        if self._pool is not None:
+            await self._pool.close()
+
     async def open(self, spec: SandboxSpec) -> DockerSandbox:
         await self.check()
         refuse_unsupported(KIND, self.capabilities, spec)
         check_mount_sources(spec)
+        check_llm_socket(spec)
         workspace = Workspace(spec.workspace)
-        scratch = Scratch(KIND)
+        template = Template.of(spec)
         try:
-            container, init_pid, idle_pid, namespace = await asyncio.to_thread(
-                self._start, spec, workspace, scratch
-            )
+            started = await self._take_warm(template, workspace)
+            if started is None:
+                started = await asyncio.to_thread(self._start, template, workspace.root)
         except BaseException:
             workspace.close()
-            scratch.remove()
             raise
         env = sandbox_environment(
-            home=HOME, whitelist=spec.env_whitelist, spec_env=spec.env, host=self._host_env
+            home=HOME,
+            whitelist=spec.env_whitelist,
+            spec_env=spec.env,
+            extra_base=llm_env(spec),
+            host=self._host_env,
         )
         assert self._docker_cli is not None  # check() passed
         cli = [self._docker_cli, *(["-H", self._docker_host] if self._docker_host else [])]
         return DockerSandbox(
             docker_cli=cli,
-            container=container,
-            init_pid=init_pid,
-            idle_pid=idle_pid,
-            namespace=namespace,
+            started=started,
             kind=KIND,
             spec=spec,
             capabilities=self.capabilities,
             workspace=workspace,
-            scratch=scratch,
+            scratch=None,
             env=env,
             workdir=WORKDIR,
             rlimits=[],
         )
 
+    async def _take_warm(self, template: Template, workspace: Workspace) -> Started | None:
+        """A pooled container with the workspace bound in, or None (open cold)."""
+        if self._pool is None:
+            return None
+        started = self._pool.take(template)
+        if started is None:
+            return None
+        try:
+            await asyncio.to_thread(attach_workspace, started, workspace)
+        except OSError as e:
+            await asyncio.to_thread(remove_started, started)
+            if e.errno in (errno.EPERM, errno.EACCES, errno.EXDEV, errno.EINVAL):
+                # It cannot work for the next one either: stop trying.
+                self._pool.disable(
+                    f"binding a workspace into a pooled container failed ({e}); opens are cold"
+                )
+            else:  # this container is gone (its process ended): open cold this once
+                log.warning("docker warm pool: a pooled container was unusable", error=str(e))
+            return None
+        return started
+
     # -- engine calls (blocking: run in a worker thread) ---------------------------------
 
     def _probe(self) -> str | None:
-        """Why docker cannot run here, or None when it can; removes orphan containers."""
+        """Why docker cannot run here, or None when it can; removes orphans."""
         if self._docker_cli is None:
             return f"the docker CLI is not installed: {FIXES}"
         try:
@@ -383,6 +495,34 @@ class DockerSandboxFactory:
             return f"the docker engine cannot be used ({type(e).__name__}: {e}): {FIXES}"
         self._client = client
         self._remove_orphans()
+        self.quota_problem = self._probe_quota()
+        if self.quota_problem is None:
+            self.capabilities = msgspec.structs.replace(self.capabilities, enforces_disk_limit=True)
+        elif self._quota is not None:
+            return (
+                f"a storage quota is configured (sandbox.docker_storage_quota), but "
+                f"{self.quota_problem}: set it to 0, or give docker a storage driver that "
+                "enforces quotas (overlay2 on xfs mounted with pquota)"
+            )
+        return None
+
+    def _probe_quota(self) -> str | None:
+        """Why the storage driver cannot enforce `storage_opt size` (None: it can)."""
+        from docker.errors import APIError  # type: ignore[import-untyped]
+
+        try:
+            probe = self._client.containers.create(
+                self._image,
+                ["true"],
+                labels={LABEL: "1", OWNER_LABEL: owner_label()},
+                storage_opt={"size": QUOTA_PROBE},
+                network_mode="none",
+            )
+        except APIError as e:
+            driver = self._client.info().get("Driver", "?")
+            return f"the storage driver {driver} cannot enforce a quota ({e.explanation or e})"
+        with contextlib.suppress(Exception):
+            probe.remove(force=True)
         return None
 
     def _remove_orphans(self) -> None:
@@ -390,59 +530,56 @@ class DockerSandboxFactory:
             if is_orphan(container.labels.get(OWNER_LABEL, "")):
                 with contextlib.suppress(Exception):
                     container.remove(force=True)
+        remove_orphan_directories(self._pool_base, tag_is_gone)
 
-    def _start(
-        self, spec: SandboxSpec, workspace: Workspace, scratch: Scratch
-    ) -> tuple[Any, int, int, str]:
-        from docker.errors import DockerException  # type: ignore[import-untyped]
-        from docker.types import Mount, Ulimit  # type: ignore[import-untyped]
+    def _start(self, template: Template, source: str, *, slot: bool = False) -> Started:
+        """Create and start a container whose /workspace is `source` (a pool slot, bound
+        with rslave propagation, when `slot`)."""
+        from docker.errors import DockerException
+        from docker.types import Mount  # type: ignore[import-untyped]
 
-        limits = spec.limits
-        mounts = [Mount(path, path, type="bind", read_only=True) for path in self._system_mounts]
-        mounts += [
-            Mount(WORKDIR, workspace.root, type="bind"),
-            Mount(HOME, str(scratch.home), type="bind"),
-            Mount(TMP, str(scratch.tmp), type="bind"),
+        limits = template.limits
+        llm = template.network is NetworkMode.LLM
+        mounts_ = [Mount(path, path, type="bind", read_only=True) for path in self._system_mounts]
+        mounts_ += [
+            Mount(WORKDIR, source, type="bind", propagation="rslave" if slot else None),
             *(
                 Mount(m.path_inside, m.source, type="bind", read_only=True)
-                for m in spec.read_only_mounts
+                for m in template.read_only_mounts
             ),
         ]
-        ulimits = []
-        if limits.cpu_seconds is not None:
-            # Soft below hard: SIGXCPU (reported as the cpu limit) before SIGKILL.
-            ulimits.append(Ulimit(name="cpu", soft=limits.cpu_seconds, hard=limits.cpu_seconds + 1))
-        if limits.file_size_bytes is not None:
-            ulimits.append(
-                Ulimit(name="fsize", soft=limits.file_size_bytes, hard=limits.file_size_bytes)
-            )
-        if limits.open_files is not None:
-            ulimits.append(Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files))
-        if limits.process_memory_bytes is not None:
-            size = limits.process_memory_bytes
-            ulimits.append(Ulimit(name="as", soft=size, hard=size))
+        if llm:
+            mounts_ += [
+                Mount(INSIDE_FORWARDER, FORWARDER, type="bind", read_only=True),
+                Mount(INSIDE_SOCKET, template.llm_socket, type="bind", read_only=True),
+            ]
         memory = limits.memory_bytes or self._memory
+        quota = limits.disk_bytes or self._quota
+        uid, gid = os.getuid(), os.getgid()
         try:
             container = self._client.containers.create(
                 self._image,
-                ["sleep", "infinity"],
+                forwarder_argv("python3") if llm else ["sleep", "infinity"],
                 init=True,
                 labels={LABEL: "1", OWNER_LABEL: owner_label()},
-                mounts=mounts,
-                read_only=True,
-                network_mode="host" if spec.network is NetworkMode.FULL else "none",
+                mounts=mounts_,
+                tmpfs={
+                    TMP: f"size={self._scratch},mode=1777,exec",
+                    HOME: f"size={self._scratch},mode=700,uid={uid},gid={gid},exec",
+                },
+                read_only=not self._writable_root,
+                network_mode="host" if template.network is NetworkMode.FULL else "none",
                 mem_limit=memory,
                 memswap_limit=memory,
                 nano_cpus=int(self._cpus * 1e9),
                 pids_limit=limits.pids or self._pids,
-                ulimits=ulimits,
+                ulimits=ulimits(limits),
+                storage_opt={"size": str(quota)} if quota else None,
                 cap_drop=["ALL"],
                 security_opt=["no-new-privileges"],
-                user=f"{os.getuid()}:{os.getgid()}",
+                user=f"{uid}:{gid}",
                 working_dir=WORKDIR,
-                environment={
-                    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                },
+                environment={"PATH": SAFE_PATH},
             )
         except DockerException as e:
             raise SandboxUnavailable(f"docker could not create the sandbox container: {e}") from e
@@ -455,8 +592,30 @@ class DockerSandboxFactory:
                 ) from e
             container.reload()
             init_pid = int(container.attrs["State"]["Pid"])
-            namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
+            if init_pid == 0:
+                raise IdleGone("the container exited at once")
+            try:
+                namespace = os.readlink(f"/proc/{init_pid}/ns/pid")
+            except FileNotFoundError as e:
+                container.reload()
+                if container.status != "running":
+                    raise IdleGone("the container exited at once") from e
+                raise
             idle = wait_for_idle(init_pid)
+            if llm:
+                wait_for_listener(idle, INSIDE_PORT)
+        except IdleGone as e:
+            logs = _logs(container)
+            with contextlib.suppress(Exception):
+                container.remove(force=True)
+            if llm:
+                raise SandboxUnsupported(
+                    f"network 'llm' needs python3 in the image {self._image} to run the "
+                    f"LLM relay, and it did not start ({e}: {logs}); use an image with "
+                    "python3, or network none or full",
+                    field="network",
+                ) from e
+            raise SandboxUnavailable(f"the sandbox container stopped at once: {logs}") from e
         except OSError as e:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
@@ -468,4 +627,49 @@ class DockerSandboxFactory:
             with contextlib.suppress(Exception):
                 container.remove(force=True)
             raise
-        return container, init_pid, idle, namespace
+        return Started(container, init_pid, idle, namespace, source if slot else None)
+
+
+def attach_workspace(started: Started, workspace: Workspace) -> None:
+    """Bind `workspace` onto a pooled container's slot; check the container sees it."""
+    assert started.slot is not None
+    mounts.bind(workspace.root, started.slot)
+    try:
+        seen = os.stat(f"/proc/{started.idle_pid}/root{WORKDIR}")
+        real = os.fstat(workspace.fd)
+        if (seen.st_dev, seen.st_ino) != (real.st_dev, real.st_ino):
+            raise OSError(
+                errno.EXDEV,
+                "the bind did not propagate into the container (its /workspace is not "
+                "the workspace)",
+            )
+    except BaseException:
+        mounts.unmount_all_under(started.slot)
+        raise
+
+
+def ulimits(limits: Any) -> list[Any]:
+    """The spec's per-process limits as docker ulimits."""
+    from docker.types import Ulimit
+
+    found = []
+    if limits.cpu_seconds is not None:
+        # Soft below hard: SIGXCPU (reported as the cpu limit) before SIGKILL.
+        found.append(Ulimit(name="cpu", soft=limits.cpu_seconds, hard=limits.cpu_seconds + 1))
+    if limits.file_size_bytes is not None:
+        size = limits.file_size_bytes
+        found.append(Ulimit(name="fsize", soft=size, hard=size))
+    if limits.open_files is not None:
+        found.append(Ulimit(name="nofile", soft=limits.open_files, hard=limits.open_files))
+    if limits.process_memory_bytes is not None:
+        size = limits.process_memory_bytes
+        found.append(Ulimit(name="as", soft=size, hard=size))
+    return found
+
+
+def _logs(container: Any) -> str:
+    try:
+        text = container.logs(stdout=True, stderr=True).decode(errors="replace").strip()
+    except Exception:
+        return "no logs"
+    return text[-500:] or "no output"

@@ -16,7 +16,7 @@ import contextlib
 import shutil
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple, ParamSpec, Self, TypeVar
@@ -95,10 +95,11 @@ class HostSandbox(ABC):
         spec: SandboxSpec,
         capabilities: Capabilities,
         workspace: Workspace,
-        scratch: Scratch,
+        scratch: Scratch | None,
         env: Mapping[str, str],
         workdir: str,
         rlimits: Sequence[str],
+        cleanups: Sequence[Callable[[], Awaitable[None]]] = (),
     ) -> None:
         self._kind = kind
         self._spec = spec
@@ -108,6 +109,7 @@ class HostSandbox(ABC):
         self._env = dict(env)
         self._workdir = workdir
         self._rlimits = list(rlimits)
+        self._cleanups = list(cleanups)
         self._running: set[processes.ProcessGroup] = set()
         self._closed = False
         self._busy = 0
@@ -223,7 +225,26 @@ class HostSandbox(ABC):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), CLOSE_WAIT)
         self._workspace.close()
-        self._scratch.remove()
+        if self._scratch is not None:
+            self._scratch.remove()
+        for cleanup in self._cleanups:
+            await cleanup()
+
+    # -- for adapters built on this one (hybrid) ------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """Whether an exec or a file operation is running."""
+        return self._busy > 0
+
+    def replace_workspace(self, workspace: Workspace) -> None:
+        """Work on `workspace` from now on (the same path, remounted); closes the old one.
+
+        Only while nothing runs (`busy` is False): a running operation holds the old one.
+        """
+        assert not self.busy, "replace_workspace while an operation runs"
+        self._workspace.close()
+        self._workspace = workspace
 
     async def __aenter__(self) -> Self:
         return self

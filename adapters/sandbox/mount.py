@@ -10,6 +10,10 @@ CodeForge process can (other workspaces, home directories, keys), reach any netw
 leave a daemon running by double-forking out of its process group. Its capabilities
 say exactly that, so a policy that demands isolation refuses it.
 
+Network mode `llm` runs a relay in CodeForge's own process, on a free port of the host's
+loopback, to the proxy's socket (`CODEFORGE_LLM_URL` names it); a command can still reach
+everything else.
+
 Per-process rlimits (`cpu_seconds`, `file_size_bytes`, `open_files`,
 `process_memory_bytes`) are applied through util-linux `prlimit` when it is installed.
 Tree-wide memory and pids limits are refused: RLIMIT_NPROC does not bind root, and a
@@ -29,6 +33,7 @@ from adapters.sandbox.host import (
     check_mount_sources,
     refuse_unsupported,
 )
+from adapters.sandbox.llm_relay import HostRelay, check_llm_socket, llm_env
 from adapters.sandbox.paths import Workspace
 from adapters.sandbox.processes import rlimit_argv
 from codeforge.ports.sandbox import Capabilities, NetworkMode, SandboxSpec
@@ -66,16 +71,36 @@ class MountSandboxFactory:
     async def check(self) -> None:
         """The mount sandbox needs nothing but the host: always available."""
 
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
     async def open(self, spec: SandboxSpec) -> MountSandbox:
         refuse_unsupported(KIND, self.capabilities, spec)
         check_mount_sources(spec)
-        workspace = Workspace(spec.workspace)
+        check_llm_socket(spec)
+        cleanups = []
+        extra: dict[str, str] = {}
+        if spec.network is NetworkMode.LLM:
+            relay = HostRelay(spec.llm_socket)
+            await relay.start()
+            cleanups.append(relay.close)
+            extra = llm_env(spec, relay.port)
+        try:
+            workspace = Workspace(spec.workspace)
+        except BaseException:
+            for cleanup in cleanups:
+                await cleanup()
+            raise
         scratch = Scratch(KIND)
+        extra["TMPDIR"] = str(scratch.tmp)
         env = sandbox_environment(
             home=str(scratch.home),
             whitelist=spec.env_whitelist,
             spec_env=spec.env,
-            extra_base={"TMPDIR": str(scratch.tmp)},
+            extra_base=extra,
             host=self._host_env,
         )
         return MountSandbox(
@@ -87,4 +112,5 @@ class MountSandboxFactory:
             env=env,
             workdir=workspace.root,
             rlimits=rlimit_argv(self._prlimit, spec.limits) if self._prlimit else [],
+            cleanups=cleanups,
         )

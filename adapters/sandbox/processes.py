@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import codecs
+import collections
 import contextlib
 import os
 import signal
@@ -191,9 +192,15 @@ class ProcessGroup:
         self.pid = transport.get_pid()
 
     def kill(self) -> None:
-        """SIGKILL the group, and every descendant still below the leader."""
+        """SIGKILL the group, and every descendant still below the leader.
+
+        Parents die before their children: a shell whose child was killed first could
+        otherwise run on for a moment (report "Killed", run its next command) before
+        its own SIGKILL arrived — bwrap's commands are in a session of their own, so the
+        group kill does not reach them at once.
+        """
         alive = self.transport.get_returncode() is None
-        victims = descendants(self.pid) if alive else set()
+        victims = descendants_in_order(self.pid) if alive else []
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         for pid in victims:
@@ -203,11 +210,16 @@ class ProcessGroup:
 
 def descendants(root: int) -> set[int]:
     """Pids below `root` in the process tree, read from /proc (empty where there is none)."""
+    return set(descendants_in_order(root))
+
+
+def descendants_in_order(root: int) -> list[int]:
+    """Pids below `root`, each after its parent (breadth first)."""
     children: dict[int, list[int]] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return set()
+        return []
     for entry in entries:
         if not entry.isdigit():
             continue
@@ -219,13 +231,15 @@ def descendants(root: int) -> set[int]:
         # The name (2nd field) may hold spaces and parentheses: split after the last ")".
         ppid = int(stat.rsplit(b")", 1)[1].split()[1])
         children.setdefault(ppid, []).append(int(entry))
-    found: set[int] = set()
-    stack = [root]
-    while stack:
-        for child in children.get(stack.pop(), ()):
-            if child not in found:
-                found.add(child)
-                stack.append(child)
+    found: list[int] = []
+    seen = {root}
+    queue = collections.deque([root])
+    while queue:
+        for child in children.get(queue.popleft(), ()):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                queue.append(child)
     return found
 
 

@@ -110,21 +110,10 @@ class Delivery:
         project: Project | None = None,
     ) -> Outcome:
         artifact = dict(outcome.artifact)
-        diff = await self._git.diff(workspace.path, workspace.base_commit)
-        if diff:
-            data = diff.encode("utf-8", "surrogateescape")
-            info = await self._artifacts.put(run.tenant_id, run.id, PATCH, PATCH_MEDIA_TYPE, data)
-            await journal.append(
-                ArtifactStored(
-                    name=PATCH, media_type=PATCH_MEDIA_TYPE, size=info.size, sha256=info.sha256
-                )
-            )
-            artifact["patch"] = {
-                "name": PATCH,
-                "size": info.size,
-                "sha256": info.sha256,
-                "files": _files_in(diff),
-            }
+        stored = await self.store_patch(run, workspace, journal, name=PATCH)
+        if stored is not None:
+            artifact["patch"] = stored
+        diff = bool(stored)
         artifact["branch"] = workspace.branch
         artifact["base_commit"] = workspace.base_commit
         if outcome.status != "succeeded" or run.deliver is DeliverMode.PATCH:
@@ -202,6 +191,31 @@ class Delivery:
                 artifact=artifact,
             )
         return msgspec.structs.replace(outcome, summary=summary, artifact=artifact)
+
+    async def store_patch(
+        self, run: Run, workspace: RunWorkspace, journal: Journal, *, name: str
+    ) -> dict[str, object] | None:
+        """The worktree's diff from its base, stored as artifact `name` (None: no change)."""
+        diff = await self._git.diff(workspace.path, workspace.base_commit)
+        if not diff:
+            return None
+        data = diff.encode("utf-8", "surrogateescape")
+        info = await self._artifacts.put(run.tenant_id, run.id, name, PATCH_MEDIA_TYPE, data)
+        await journal.append(
+            ArtifactStored(
+                name=name, media_type=PATCH_MEDIA_TYPE, size=info.size, sha256=info.sha256
+            )
+        )
+        return {"name": name, "size": info.size, "sha256": info.sha256, "files": _files_in(diff)}
+
+    async def changed_lines(self, workspace: RunWorkspace) -> int:
+        """Lines added plus lines removed since the base commit."""
+        diff = await self._git.diff(workspace.path, workspace.base_commit)
+        return sum(
+            1
+            for line in diff.splitlines()
+            if line[:1] in "+-" and not line.startswith(("+++ ", "--- "))
+        )
 
     # -- pushing ------------------------------------------------------------------------------
 

@@ -32,14 +32,18 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import msgspec
 import structlog
 from msgspec import Struct
 
+from codeforge.agent import gates
+from codeforge.agent.approvals import Approvals, Ask
 from codeforge.agent.conversation import Conversation, calls_as_dicts, estimate_tokens
 from codeforge.agent.deltas import DeltaPublisher
+from codeforge.agent.gates import GateRunner
 from codeforge.agent.spending import Spending
 from codeforge.agent.stall import NUDGE, StallDetector, StepRecord
-from codeforge.agent.tools import Toolbox, ToolContext, ToolResult
+from codeforge.agent.tools import CodeSearch, Toolbox, ToolContext, ToolResult
 from codeforge.agent.tools.base import Tool
 from codeforge.domain.errors import BudgetExceeded
 from codeforge.domain.events import (
@@ -49,6 +53,7 @@ from codeforge.domain.events import (
     Event,
     ModelResponded,
     PolicyDecided,
+    QualityGatesChecked,
     ToolCallCompleted,
     ToolCallRequested,
 )
@@ -61,11 +66,12 @@ from codeforge.ports.llm import (
     LanguageModel,
     LlmContextTooLong,
     LlmError,
+    LlmScriptExhausted,
     ModelEndpoint,
     ToolCall,
 )
 from codeforge.ports.policy import Decision, PolicyDecision, PolicyGate, ToolRequest
-from codeforge.ports.sandbox import Sandbox, StreamName
+from codeforge.ports.sandbox import LayeredSandbox, MergeConflict, Sandbox, StreamName
 
 log = structlog.get_logger("codeforge.agent")
 
@@ -101,6 +107,7 @@ class RunScope:
     journal: Journal
     endpoint: ModelEndpoint
     model_name: str
+    code: CodeSearch | None = None
 
 
 class _Cancelled(Exception):
@@ -127,7 +134,13 @@ class AgentLoop:
         spending: Spending,
         deltas: DeltaPublisher,
         settings: LoopSettings,
+        approvals: Approvals | None = None,
+        gates: GateRunner | None = None,
     ) -> None:
+        self._approvals = approvals
+        self._gates = gates if gates is not None and gates.active else None
+        self._gate_attempts = 0
+        self._wall: asyncio.Timeout | None = None
         self._llm = llm
         self._tools = tools
         self._gate = gate
@@ -151,6 +164,7 @@ class AgentLoop:
         deadline = asyncio.get_running_loop().time() + s.wall_seconds
         try:
             async with asyncio.timeout_at(deadline) as wall:
+                self._wall = wall
                 while True:
                     if cancel.is_set():
                         return Outcome(status="cancelled")
@@ -163,9 +177,9 @@ class AgentLoop:
                     step += 1
                     await self._compact(scope, conversation)
                     planned = await self._race(self._ask(scope, conversation, step), cancel)
-                    record, finished = await self._act(scope, conversation, planned, cancel)
-                    if finished is not None:
-                        return Outcome(status="succeeded", summary=finished)
+                    record, ended = await self._act(scope, conversation, planned, cancel)
+                    if ended is not None:
+                        return ended
                     if not planned:
                         await self._nudge(scope, conversation, "no_tool_call", NO_TOOL_CALL)
                     verdict = stall.observe(record)
@@ -190,6 +204,10 @@ class AgentLoop:
             return Outcome(status="cancelled")
         except BudgetExceeded as e:
             return Outcome(status="failed", reason="budget_exceeded", summary=e.message)
+        except MergeConflict as e:
+            return Outcome(status="failed", reason="merge_conflict", summary=e.message)
+        except LlmScriptExhausted as e:
+            return Outcome(status="failed", reason="replay_exhausted", summary=e.message)
         except LlmContextTooLong as e:
             return Outcome(status="failed", reason="context_too_long", summary=e.message)
         except LlmError as e:
@@ -305,17 +323,21 @@ class AgentLoop:
         conversation: Conversation,
         planned: list[_Planned],
         cancel: CancelSignal,
-    ) -> tuple[StepRecord, str | None]:
+    ) -> tuple[StepRecord, Outcome | None]:
+        """Run the step's calls; the outcome when the run is done (finished, gates spent)."""
         changed = False
         failures = 0
         signatures = []
         for p in planned:
             signatures.append(f"{p.call.name}({p.call.arguments})")
+            if p.decision is not None and p.decision.decision is Decision.ASK and not p.problem:
+                p = await self._race(self._ask_approver(p), cancel)
             result, seq = await self._race(self._execute(scope, p), cancel)
             conversation.add_tool_result(p.call.id, p.call.name, result.output)
             failures += 0 if result.ok else 1
             if result.finished is not None:
-                return StepRecord(changed_workspace=True, calls=signatures), result.finished
+                done = StepRecord(changed_workspace=True, calls=signatures)
+                return done, await self._check_gates(scope, conversation, result.finished, cancel)
             changed = await self._checkpoint(scope, p, result, seq) or changed
         record = StepRecord(
             changed_workspace=changed,
@@ -323,6 +345,62 @@ class AgentLoop:
             all_failed=bool(planned) and failures == len(planned),
         )
         return record, None
+
+    async def _check_gates(
+        self, scope: RunScope, conversation: Conversation, summary: str, cancel: CancelSignal
+    ) -> Outcome | None:
+        """The run's outcome once the agent called finish: None sends it back to work."""
+        if self._gates is None:
+            return Outcome(status="succeeded", summary=summary)
+        self._gate_attempts += 1
+
+        async def emit(stream: StreamName, text: str) -> None:
+            await self._deltas.emit(stream, text, "quality-gates")
+
+        results = await self._race(self._gates.check(scope.sandbox, emit), cancel)
+        await self._deltas.flush()
+        ok = gates.passed(results)
+        await scope.journal.append(
+            QualityGatesChecked(
+                attempt=self._gate_attempts,
+                passed=ok,
+                results=[msgspec.to_builtins(r) for r in results],
+            )
+        )
+        if ok:
+            return Outcome(status="succeeded", summary=summary)
+        feedback = gates.report(results)
+        if self._gate_attempts >= self._gates.gates.max_attempts:
+            return Outcome(status="failed", reason="quality_gates_failed", summary=feedback)
+        await self._nudge(scope, conversation, "quality_gates", feedback)
+        return None
+
+    async def _ask_approver(self, p: _Planned) -> _Planned:
+        """The call with the gate's `ask` replaced by the approver's allow or deny."""
+        assert p.decision is not None
+        if self._approvals is None or p.tool is None or p.arguments is None:
+            return p  # no approvals here: `_result_of` treats the ask as a denial
+        args = p.tool.decode(p.arguments)
+        verdict = await self._approvals.decide(
+            Ask(
+                call_id=p.call.id,
+                tool=p.tool.name,
+                category=p.tool.category,
+                arguments=p.arguments,
+                command=p.tool.command(args),
+                paths=p.tool.paths(args),
+                decision=p.decision,
+            )
+        )
+        when = self._wall.when() if self._wall is not None else None
+        if verdict.waited and self._wall is not None and when is not None:
+            self._wall.reschedule(when + verdict.waited)  # waiting for a person is not agent time
+        decided = msgspec.structs.replace(
+            p.decision,
+            decision=Decision.ALLOW if verdict.allow else Decision.DENY,
+            reason=verdict.reason,
+        )
+        return msgspec.structs.replace(p, decision=decided)
 
     async def _execute(self, scope: RunScope, p: _Planned) -> tuple[ToolResult, int]:
         """Run the call and store its `ToolCallCompleted`; the result and that event's seq."""
@@ -367,6 +445,7 @@ class AgentLoop:
             bash_timeout=self._settings.bash_timeout,
             bash_max_timeout=self._settings.bash_max_timeout,
             emit=emit,
+            code=scope.code,
         )
         return await tool(tool.decode(p.arguments), context)
 
@@ -378,6 +457,12 @@ class AgentLoop:
             return False  # it did not run
         if p.tool.category != "bash" and not (result.ok and result.touched):
             return False
+        if isinstance(scope.sandbox, LayeredSandbox):
+            # A hybrid sandbox keeps writes in its layer: they reach the run's worktree
+            # (and so its checkpoints) one step at a time, all or nothing, conflicts refused.
+            merged = await scope.sandbox.merge()
+            if not merged.changes:
+                return False
         made = await self._checkpoints.checkpoint(scope.workspace, seq, result.touched)
         if made is None:
             return False

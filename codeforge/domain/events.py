@@ -40,6 +40,11 @@ class RunRequested(Event, frozen=True, kw_only=True):
     limits: Limits = Limits()
     policy_overrides: dict[str, Any] = {}
     requested_by: uuid.UUID | None = None
+    # A fork continues another run's conversation and files from its event at fork_seq.
+    forked_from: uuid.UUID | None = None
+    fork_seq: int | None = None
+    # A replay re-executes another run with its recorded model responses.
+    replay_of: uuid.UUID | None = None
 
 
 class RunStarted(Event, frozen=True, kw_only=True):
@@ -105,6 +110,19 @@ class PromptAssembled(Event, frozen=True, kw_only=True):
     context_tokens: int = 0
 
 
+class ContextPackBuilt(Event, frozen=True, kw_only=True):
+    """What of the repository went into the first prompt, and why (its text is in
+    `PromptAssembled`): provenance for the inspector and for reproducing the prompt."""
+
+    provider: str
+    query: str = ""
+    token_budget: int = 0
+    tokens: int = 0
+    # Each {"path", "start_line", "end_line", "reason", "tokens"}.
+    items: list[dict[str, Any]] = []
+    notices: list[str] = []
+
+
 class ModelResponded(Event, frozen=True, kw_only=True):
     step: int
     model: str
@@ -165,12 +183,85 @@ class CheckpointCreated(Event, frozen=True, kw_only=True):
     bytes: int = 0
 
 
+class RunRewound(Event, frozen=True, kw_only=True):
+    """The run goes back to its event at `to_seq`: what followed is dropped from its
+    conversation, and its files go back to the checkpoint at or before it (the base
+    commit when none is). Written while the run is suspended; applied on resume."""
+
+    to_seq: int
+    checkpoint_id: uuid.UUID | None = None
+    requested_by: uuid.UUID | None = None
+
+
+class RunResumeRequested(Event, frozen=True, kw_only=True):
+    """Someone asked a suspended run to go on (a worker takes it and resumes it)."""
+
+    requested_by: uuid.UUID | None = None
+
+
+class ReplayDiverged(Event, frozen=True, kw_only=True):
+    """A replay differed from the recorded run at this call."""
+
+    step: int
+    call_id: str
+    tool: str
+    # What differed: "ok", "output", "exit_code", "decision", "missing", "extra".
+    field: str
+    recorded: str = ""
+    replayed: str = ""
+
+
+class ApprovalRequested(Event, frozen=True, kw_only=True):
+    """The policy gate asked: the run waits for an approver (status waiting_approval)."""
+
+    approval_id: str
+    call_id: str
+    tool: str
+    arguments: dict[str, Any] = {}
+    command: str | None = None
+    paths: list[str] = []
+    rule: str = ""
+    scope: str = ""
+    reason: str = ""
+    # Seconds the run waits before the ask counts as denied.
+    timeout_s: float = 0.0
+
+
+class ApprovalDecided(Event, frozen=True, kw_only=True):
+    approval_id: str
+    decision: str  # "allow" | "deny"
+    # "once": this call; "run": what the same rule asks about, for the rest of the run.
+    scope: str = "once"
+    # An API key id, "auto" (headless auto-approval rules) or "timeout".
+    decided_by: str = ""
+    reason: str = ""
+
+
 class CheckpointRestored(Event, frozen=True, kw_only=True):
     """The workspace was made equal to a checkpoint (a resume elsewhere, a rewind, a fork)."""
 
     checkpoint_id: uuid.UUID
     # The paths the restore wrote or removed.
     paths: list[str] = []
+    reason: str = ""
+
+
+class QualityGatesChecked(Event, frozen=True, kw_only=True):
+    """The gates ran after the agent called `finish`."""
+
+    attempt: int
+    passed: bool
+    # Each {"name", "passed", "required", "command", "exit_code", "output", "duration_s"}.
+    results: list[dict[str, Any]] = []
+
+
+class WorkspaceRolledBack(Event, frozen=True, kw_only=True):
+    """The worktree went back to a state whose gates passed (the base commit when none
+    did); the attempt that failed is kept as the artifact named here."""
+
+    checkpoint_id: uuid.UUID | None = None
+    paths: list[str] = []
+    kept_as: str = ""
     reason: str = ""
 
 
@@ -236,6 +327,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunFailed,
         RunCancelled,
         WorkspacePrepared,
+        ContextPackBuilt,
         PromptAssembled,
         ModelResponded,
         ToolCallRequested,
@@ -243,6 +335,13 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ToolCallCompleted,
         CheckpointCreated,
         CheckpointRestored,
+        RunRewound,
+        RunResumeRequested,
+        ReplayDiverged,
+        ApprovalRequested,
+        ApprovalDecided,
+        QualityGatesChecked,
+        WorkspaceRolledBack,
         AgentNudged,
         ContextCompacted,
         ArtifactStored,

@@ -10,6 +10,7 @@ from msgspec import Struct
 
 from codeforge.domain.entity import Entity
 from codeforge.domain.errors import ValidationFailed
+from codeforge.domain.gates import QualityGates
 from codeforge.domain.limits import Limits
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -109,6 +110,8 @@ class Project(Entity, frozen=True, kw_only=True):
     default_branch: str = "main"
     # Shell commands that must pass for a run to be done, e.g. ["pytest -q", "ruff check ."].
     quality_gates: list[str] = []
+    # Tests, lint, diff size, rollback, retries: see codeforge/domain/gates.py.
+    gates: QualityGates = QualityGates()
     policy_profile: str = "default"
     limits: Limits = Limits()
     description: str = ""

@@ -27,6 +27,8 @@ from msgspec import Struct
 from codeforge.domain.entity import Entity
 from codeforge.domain.errors import Conflict
 from codeforge.domain.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     Event,
     HeartbeatRecorded,
     ModelResponded,
@@ -153,6 +155,12 @@ class Run(Entity, frozen=True, kw_only=True):
             case ModelResponded(cost_usd=cost):
                 # A step is one model call; the projection's cost is the ledger's sum.
                 changes |= {"steps": self.steps + 1, "cost_usd": self.cost_usd + (cost or 0)}
+            case ApprovalRequested():
+                self._require(RunStatus.WAITING_APPROVAL)
+                changes |= {"status": RunStatus.WAITING_APPROVAL}
+            case ApprovalDecided():
+                if self.status is RunStatus.WAITING_APPROVAL:
+                    changes |= {"status": RunStatus.RUNNING}
             case RunSuspended():
                 self._require(RunStatus.SUSPENDED)
                 changes |= {"status": RunStatus.SUSPENDED, "lease_owner": None}

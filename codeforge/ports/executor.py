@@ -6,7 +6,8 @@ shutdown are the job mechanism's, so an executor only does the work.
 Contract: `execute(run, cancel, journal)` returns the outcome when the work is
 done, having appended its events through `journal` (which shares the worker's
 seq with its heartbeats). It watches `cancel` and, once it is set (a user
-cancelled the run), stops promptly and returns a `cancelled` outcome. A worker
+cancelled the run), stops promptly and returns a `cancelled` outcome; `cancel` is
+also where approvers' answers to the run's asks arrive (`RunControls.answer`). A worker
 shutting down cancels the task running `execute` (asyncio cancellation); the
 executor must let that propagate.
 Any other exception fails the run with reason `executor_error`.
@@ -30,6 +31,23 @@ class CancelSignal(Protocol):
     async def wait(self) -> Any: ...
 
 
+class ApprovalAnswer(Struct, frozen=True, kw_only=True):
+    """An approver's answer to an `ApprovalRequested`, as it reached the worker."""
+
+    allow: bool
+    scope: Literal["once", "run"] = "once"
+    decided_by: str = ""
+    reason: str = ""
+
+
+class RunControls(CancelSignal, Protocol):
+    """The cancel signal, and the answers approvers send for the run's pending asks."""
+
+    async def answer(self, approval_id: str) -> ApprovalAnswer:
+        """Wait for the answer to `approval_id` (one that arrived early is kept)."""
+        ...
+
+
 class Outcome(Struct, frozen=True, kw_only=True):
     status: Literal["succeeded", "failed", "cancelled"]
     summary: str = ""
@@ -50,4 +68,4 @@ class Journal(Protocol):
 
 
 class RunExecutor(Protocol):
-    async def execute(self, run: Run, cancel: CancelSignal, journal: Journal) -> Outcome: ...
+    async def execute(self, run: Run, cancel: RunControls, journal: Journal) -> Outcome: ...

@@ -32,6 +32,20 @@ Every adapter guarantees (the compliance suite checks each one against each adap
    enforce at all — a mount sandbox cannot cut the network, whatever the mode says — is
    stated by a `Capabilities` flag, which a policy checks before choosing the adapter.
 
+Network modes: `none` cuts a command off from every network, the host's loopback included;
+`full` gives it the host's network; `llm` lets it reach CodeForge's own LLM proxy and
+nothing else. The proxy is an HTTP server on a host unix socket (`SandboxSpec.llm_socket`,
+owned by the agent runtime); a command finds it at the URL in `CODEFORGE_LLM_URL`
+(`http://127.0.0.1:<port>`), a loopback port the adapter relays to that socket. Only
+adapters with `Capabilities.isolates_network` make "nothing else" true.
+
+Layers (`LayeredSandbox`, the hybrid adapter): commands and file operations see the
+workspace, but what they change lands in a layer of the sandbox's own. `merge()` applies
+the layer to the workspace as one all-or-nothing step and returns the diff; `discard()`
+(and `close()` without a merge) drops it. A path changed both in the layer and on the
+host since the layer began is a conflict: the merge refuses, naming the paths, and
+writes nothing.
+
 Streaming: `exec(..., on_output=callback)` awaits `callback(OutputChunk)` for output as it
 is produced, then returns the complete `ExecResult`. A callback, rather than an async
 iterator, keeps one code path for plain and streamed execs and leaves no half-consumed
@@ -51,6 +65,10 @@ Errors (every adapter raises these, `from` the underlying exception):
         +-- SandboxUnsupported        (ValidationFailed)  the spec asks what the adapter
         |                             cannot enforce
         +-- SandboxClosed             (Conflict)  the sandbox was closed
+        +-- MergeConflict             (Conflict)  the layer and the host changed the same
+        |                             paths; `paths` names them, nothing was merged
+        +-- LayerBusy                 (Conflict)  merge or discard while commands or file
+        |                             operations run
         +-- SandboxUnavailable        (DependencyUnavailable)  the adapter cannot run on this
                                       machine (bubblewrap missing, docker down)
 
@@ -65,7 +83,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from enum import StrEnum
 from types import TracebackType
-from typing import Final, Literal, Protocol, Self
+from typing import Final, Literal, Protocol, Self, runtime_checkable
 
 from msgspec import Struct, field
 
@@ -77,13 +95,20 @@ __all__ = [
     "DEFAULT_OUTPUT_BYTES",
     "DEFAULT_TIMEOUT",
     "ISOLATION",
+    "LLM_URL_ENV",
     "RLIMITS",
     "TREE_LIMITS",
     "Capabilities",
+    "ChangeKind",
     "ExecResult",
     "FileKind",
     "FileStat",
     "InvalidSandboxSpec",
+    "LayerBusy",
+    "LayerChange",
+    "LayerDiff",
+    "LayeredSandbox",
+    "MergeConflict",
     "NetworkMode",
     "OutputCallback",
     "OutputChunk",
@@ -121,6 +146,9 @@ RLIMITS: Final = ("cpu_seconds", "file_size_bytes", "open_files", "process_memor
 
 TREE_LIMITS: Final = ("memory_bytes", "pids")
 """The tree-wide limits, enforced where cgroups are (docker)."""
+
+LLM_URL_ENV: Final = "CODEFORGE_LLM_URL"
+"""In network mode `llm`, the variable holding the URL where a command reaches the proxy."""
 
 _ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ENV_PATTERN: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\*?")
@@ -165,6 +193,18 @@ class SandboxUnsupported(SandboxError, ValidationFailed):
 
 class SandboxClosed(SandboxError, Conflict):
     """The sandbox was closed; open a new one."""
+
+
+class MergeConflict(SandboxError, Conflict):
+    """The layer and the host both changed `paths` since the layer began; nothing merged."""
+
+    def __init__(self, message: str, *, paths: Sequence[str]) -> None:
+        super().__init__(message, field="paths")
+        self.paths = tuple(paths)
+
+
+class LayerBusy(SandboxError, Conflict):
+    """A merge or discard was asked while commands or file operations were running."""
 
 
 class SandboxUnavailable(SandboxError, DependencyUnavailable):
@@ -227,6 +267,10 @@ class SandboxLimits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     """Memory of the whole process tree (a cgroup limit)."""
     pids: int | None = None
     """Processes of the whole tree at once, binding root too (a cgroup limit)."""
+    disk_bytes: int | None = None
+    """A storage quota on the sandbox's own filesystem (docker's writable container layer,
+    `storage_opt size`); needs `Capabilities.enforces_disk_limit`. The workspace is the
+    host's directory and is not covered."""
 
     def __post_init__(self) -> None:
         if not self.timeout > 0:
@@ -235,7 +279,7 @@ class SandboxLimits(Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
             raise InvalidSandboxSpec(
                 "limits.output_bytes must be >= 1", field="limits.output_bytes"
             )
-        for name in RLIMITS + TREE_LIMITS:
+        for name in (*RLIMITS, *TREE_LIMITS, "disk_bytes"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise InvalidSandboxSpec(f"limits.{name} must be >= 1", field=f"limits.{name}")
@@ -255,9 +299,20 @@ class SandboxSpec(Struct, frozen=True, kw_only=True, forbid_unknown_fields=True)
     """Values every command sees (over the base and the whitelisted host values)."""
     shell: tuple[str, ...] = ("/bin/sh", "-c")
     """How a `str` command runs: the command string is appended as the last argument."""
+    llm_socket: str = ""
+    """Absolute host path of the unix socket where CodeForge's LLM proxy (an HTTP server)
+    listens; required by network `llm`, unused by the other modes."""
 
     def __post_init__(self) -> None:
         _require_absolute(self.workspace, "workspace")
+        if self.llm_socket:
+            _require_absolute(self.llm_socket, "llm_socket")
+        elif self.network is NetworkMode.LLM:
+            raise InvalidSandboxSpec(
+                "network 'llm' needs llm_socket: the absolute path of the unix socket where "
+                "CodeForge's LLM proxy listens",
+                field="llm_socket",
+            )
         for pattern in self.env_whitelist:
             if not _ENV_PATTERN.fullmatch(pattern):
                 raise InvalidSandboxSpec(
@@ -355,6 +410,10 @@ class Capabilities(Struct, frozen=True, kw_only=True):
     """`SandboxLimits.memory_bytes` caps the whole tree (cgroups)."""
     enforces_pids_limit: bool = False
     """`SandboxLimits.pids` caps the whole tree, root included (cgroups)."""
+    enforces_disk_limit: bool = False
+    """`SandboxLimits.disk_bytes` caps the sandbox's own filesystem (a storage quota)."""
+    layered_writes: bool = False
+    """Writes land in a layer, not in the workspace, until `LayeredSandbox.merge()`."""
 
     def missing(self, required: Collection[str]) -> list[str]:
         """The flags in `required` that this adapter does not have, in order."""
@@ -376,6 +435,8 @@ class Capabilities(Struct, frozen=True, kw_only=True):
             reasons.append("limits.memory_bytes (a tree-wide memory limit needs cgroups)")
         if limits.pids is not None and not self.enforces_pids_limit:
             reasons.append("limits.pids (a pids limit that binds root needs cgroups)")
+        if limits.disk_bytes is not None and not self.enforces_disk_limit:
+            reasons.append("limits.disk_bytes (a storage quota the storage driver enforces)")
         if not self.remaps_mounts:
             reasons.extend(
                 f"a read-only mount of {m.source} at another path ({m.target})"
@@ -507,6 +568,17 @@ class SandboxFactory(Protocol):
         (adapters probe once and remember the answer)."""
         ...
 
+    async def start(self) -> None:
+        """Begin what the factory keeps for the process's life (docker's warm pool);
+        called once at start for the kind runs use, after `check()`. Idempotent; nothing
+        to do for most kinds."""
+        ...
+
+    async def close(self) -> None:
+        """Stop what `start()` began and release it (sandboxes still open are their
+        owners' to close). Idempotent."""
+        ...
+
     async def open(self, spec: SandboxSpec) -> Sandbox:
         """Open a sandbox for `spec.workspace`.
 
@@ -515,4 +587,92 @@ class SandboxFactory(Protocol):
         source) is missing or not a directory, SandboxUnavailable when the adapter cannot
         run here.
         """
+        ...
+
+
+ChangeKind = Literal["added", "modified", "deleted"]
+
+
+class LayerChange(Struct, frozen=True, kw_only=True):
+    """One path a layer changes in the workspace."""
+
+    path: str
+    """Relative to the workspace root, "/"-separated."""
+    change: ChangeKind
+    """`modified` covers content, permission bits and kind (a file that became a link)."""
+    kind: FileKind
+    """What the path is in the layer; for a deletion, what it was in the workspace."""
+    mode: int | None = None
+    """Permission bits in the layer (None for a deletion)."""
+    old_mode: int | None = None
+    """Permission bits in the workspace before (None for an addition)."""
+
+
+class LayerDiff(Struct, frozen=True, kw_only=True):
+    """What a layer changes: every path, and a unified diff of the text among them."""
+
+    changes: tuple[LayerChange, ...] = ()
+    """Sorted by path. A deleted directory is listed with everything it held."""
+    patch: str = ""
+    """`git diff`-style unified diff (`a/` and `b/` prefixes) of the files that are text
+    before and after; binary and very large files appear as a "Binary files ... differ"
+    line, links as their target text."""
+    conflicts: tuple[str, ...] = ()
+    """Paths the layer changed that the host also changed since the layer began: while
+    any remain, `merge()` refuses. They are not in `changes`."""
+    skipped: tuple[str, ...] = ()
+    """Special files (fifos, sockets, devices) in the layer, which are never merged."""
+
+    @property
+    def added(self) -> tuple[str, ...]:
+        return tuple(c.path for c in self.changes if c.change == "added")
+
+    @property
+    def modified(self) -> tuple[str, ...]:
+        return tuple(c.path for c in self.changes if c.change == "modified")
+
+    @property
+    def deleted(self) -> tuple[str, ...]:
+        return tuple(c.path for c in self.changes if c.change == "deleted")
+
+    @property
+    def empty(self) -> bool:
+        return not self.changes
+
+
+@runtime_checkable
+class LayeredSandbox(Sandbox, Protocol):
+    """A sandbox whose writes land in a layer (`Capabilities.layered_writes`): the hybrid
+    adapter; runtime-checkable, so a caller holding a `Sandbox` can ask `isinstance`.
+    Commands and file operations see the workspace with the layer on top; the workspace
+    itself changes only in `merge()`.
+
+    The layer begins at `open()` and again after every merge or discard; "the workspace
+    as the layer began" is the base a merge compares the host against.
+    """
+
+    async def changes(self) -> LayerDiff:
+        """What `merge()` would apply now. Reads only; may run while commands do."""
+        ...
+
+    async def merge(self) -> LayerDiff:
+        """Apply the layer to the workspace, all or nothing, and return what was applied.
+
+        Additions, edits, deletions, kind and permission changes (setuid, setgid and
+        sticky bits are dropped) land together: if any step fails, every step already
+        taken is undone before the error propagates, and a merge interrupted by a crash
+        is undone when the next hybrid sandbox opens the workspace. Symbolic links in the
+        layer are merged as links, never followed; nothing is written outside the
+        workspace. Afterwards the layer is empty.
+
+        Raises MergeConflict (nothing written) when a path the layer changes was also
+        changed on the host since the layer began, naming every such path; LayerBusy
+        while an exec or file operation runs; SandboxClosed after close().
+        """
+        ...
+
+    async def discard(self) -> None:
+        """Drop every change in the layer; the workspace is left as it is.
+
+        Raises LayerBusy while an exec or file operation runs."""
         ...

@@ -20,6 +20,7 @@ import msgspec
 import structlog
 
 from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
+from codeforge.domain.gates import QualityGates
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
@@ -89,6 +90,7 @@ class Projects(Catalog[Project]):
         source: str,
         default_branch: str | None = None,
         quality_gates: list[str] | None = None,
+        gates: QualityGates | None = None,
         policy_profile: str = "default",
         limits: Limits | None = None,
         description: str = "",
@@ -114,6 +116,7 @@ class Projects(Catalog[Project]):
             source=source,
             source_kind=kind,
             quality_gates=list(quality_gates or []),
+            gates=gates or QualityGates(),
             policy_profile=policy_profile,
             limits=limits or Limits(),
             description=description,
@@ -160,6 +163,18 @@ class Projects(Catalog[Project]):
             await asyncio.to_thread(shutil.rmtree, partial, True)
             raise
         return info
+
+    async def base_has(
+        self, tenant_id: uuid.UUID, project_id: uuid.UUID, commit: str, paths: list[str]
+    ) -> set[str]:
+        """Which of `paths` exist at `commit` in the project's clone on this host (none
+        when the clone is elsewhere)."""
+        project = await self._store.get(tenant_id, project_id)
+        workspace = self.workspace(project)
+        if not paths or not await asyncio.to_thread(workspace.is_dir):
+            return set()
+        found = await self._git.read_objects(workspace, [f"{commit}:{p}" for p in paths])
+        return {name.split(":", 1)[1] for name in found}
 
     def check_update(self, current: Project, changes: dict[str, Any]) -> None:
         validate_budget(changes.get("budget_usd"))

@@ -36,7 +36,7 @@ from codeforge.domain.events import (
 )
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.ports.events import EventContext, EventStore, OutboxMessage
-from codeforge.ports.executor import Outcome, RunExecutor
+from codeforge.ports.executor import ApprovalAnswer, Outcome, RunExecutor
 from codeforge.ports.queue import Message, Queue, Subscription
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
@@ -48,13 +48,49 @@ log = structlog.get_logger("codeforge.worker")
 WORKERS_CONSUMER = "run-workers"
 
 
+class Controls:
+    """What reaches a held run from outside: cancel, and approvers' answers.
+
+    An answer may arrive before the executor waits for it (the API accepts it as soon
+    as `ApprovalRequested` is stored); it is kept until asked for.
+    """
+
+    def __init__(self) -> None:
+        self._cancel = asyncio.Event()
+        self._answers: dict[str, asyncio.Future[ApprovalAnswer]] = {}
+
+    def is_set(self) -> bool:
+        return self._cancel.is_set()
+
+    async def wait(self) -> bool:
+        return await self._cancel.wait()
+
+    def set(self) -> None:
+        self._cancel.set()
+
+    async def answer(self, approval_id: str) -> ApprovalAnswer:
+        return await self._future(approval_id)
+
+    def deliver(self, approval_id: str, answer: ApprovalAnswer) -> None:
+        future = self._future(approval_id)
+        if not future.done():
+            future.set_result(answer)
+
+    def _future(self, approval_id: str) -> asyncio.Future[ApprovalAnswer]:
+        if approval_id not in self._answers:
+            self._answers[approval_id] = asyncio.get_running_loop().create_future()
+        return self._answers[approval_id]
+
+
 class _Held:
     """One run this worker holds: its journal (appends are serialised) and stop signals."""
 
     def __init__(self, run: Run, journal: RunJournal) -> None:
         self.run = run
         self.journal = journal
-        self.cancel = asyncio.Event()
+        self.cancel = Controls()
+        # Set when a user paused the run: it is suspended without being queued again.
+        self.paused = ""
         self.cancel_reason = ""
         self.task: asyncio.Task[None] | None = None
 
@@ -154,6 +190,10 @@ class RunWorker:
             try:
                 outcome = await self._executor.execute(run, held.cancel, held.journal)
             except asyncio.CancelledError:
+                if held.paused:
+                    # Paused by a user: it waits until someone resumes it.
+                    await self._finish(held, RunSuspended(reason=held.paused))
+                    raise
                 # Queued again in the same write: another worker (or this one, restarted)
                 # resumes it — a deploy never ends a paid run.
                 await self._finish(
@@ -174,10 +214,26 @@ class RunWorker:
             self._held.pop(run.id, None)
 
     async def _control(self, held: _Held, message: Message[ControlRun]) -> None:
-        if message.payload.action == "cancel" and not held.cancel.is_set():
-            held.cancel_reason = message.payload.reason or "cancelled by user"
+        command = message.payload
+        if command.action == "cancel" and not held.cancel.is_set():
+            held.cancel_reason = command.reason or "cancelled by user"
             held.cancel.set()
             log.info("run cancel received", run_id=str(held.run.id))
+        elif command.action == "suspend" and held.task is not None and not held.paused:
+            held.paused = command.reason or "paused by user"
+            held.task.cancel()
+            log.info("run pause received", run_id=str(held.run.id))
+        elif command.action in ("approve", "deny") and command.approval_id:
+            held.cancel.deliver(
+                command.approval_id,
+                ApprovalAnswer(
+                    allow=command.action == "approve",
+                    scope=command.scope,
+                    decided_by=command.decided_by,
+                    reason=command.reason,
+                ),
+            )
+            log.info("approval answer received", run_id=str(held.run.id), action=command.action)
 
     async def _heartbeats(self, held: _Held) -> None:
         while True:

@@ -14,7 +14,15 @@ from codeforge.container import Container
 from codeforge.domain.keys import Role
 from codeforge.http.app import create_app
 from codeforge.runtime import Runtime
-from codeforge.settings import ApiSettings, DatabaseSettings, RateLimitSettings, Settings
+from codeforge.settings import (
+    AgentSettings,
+    ApiSettings,
+    ContextSettings,
+    DatabaseSettings,
+    RateLimitSettings,
+    SandboxSettings,
+    Settings,
+)
 
 Headers = dict[str, str]
 MakeKey = Callable[..., Awaitable[Headers]]
@@ -33,10 +41,28 @@ def api_settings(url: str, data_dir: Path, **overrides: object) -> Settings:
 
 
 @pytest.fixture
-async def runtime(make_database: Callable[[], str], tmp_path: Path) -> AsyncIterator[Runtime]:
-    """The API without a worker: runs wait in `requested` unless a test executes them."""
-    runtime = Runtime(Container(settings=api_settings(make_database(), tmp_path / "data")))
-    await runtime.start(with_worker=False)
+async def runtime(
+    request: pytest.FixtureRequest, make_database: Callable[[], str], tmp_path: Path
+) -> AsyncIterator[Runtime]:
+    """The API without a worker: runs wait in `requested` unless a test executes them.
+
+    Tests marked `executing` get CodeForge with its in-process worker instead (the
+    native agent, the mount sandbox, a short stall window and wall time)."""
+    if request.node.get_closest_marker("executing") is not None:
+        settings = api_settings(
+            make_database(),
+            tmp_path / "data",
+            sandbox=SandboxSettings(kind="mount"),
+            agent=AgentSettings(stall_window=2, default_wall_seconds=60),
+            # No embedding model for runs' prompts: loading one costs seconds of CPU per
+            # runtime, and keyword, repo map and graph signals are what these tests read.
+            context=ContextSettings(embeddings="none"),
+        )
+        runtime = Runtime(Container(settings=settings))
+        await runtime.start()
+    else:
+        runtime = Runtime(Container(settings=api_settings(make_database(), tmp_path / "data")))
+        await runtime.start(with_worker=False)
     yield runtime
     await runtime.stop("test finished")
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,11 @@ import aiohttp
 import pytest
 from litestar.testing import AsyncTestClient
 
-from codeforge.container import Container
+from codeforge.domain.runs import SandboxMode
 from codeforge.http.app import create_app
+from codeforge.ports.sandbox import SandboxUnavailable
 from codeforge.runtime import Runtime
-from codeforge.settings import AgentSettings, SandboxSettings
-from tests.e2e.conftest import Headers, api_settings, serving
+from tests.e2e.conftest import Headers, serving
 from tests.support.repos import git, make_repo
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -38,34 +37,7 @@ TEST = (
 )
 PRICES = {"input_price_per_mtok": "2.5", "output_price_per_mtok": "10"}
 
-
-@pytest.fixture
-async def working(
-    make_database: Callable[[], str], tmp_path: Path, scripted_llm: ScriptedLLM
-) -> AsyncIterator[Runtime]:
-    """CodeForge with its in-process worker and the mount sandbox."""
-    settings = api_settings(
-        make_database(),
-        tmp_path / "data",
-        sandbox=SandboxSettings(kind="mount"),
-        agent=AgentSettings(stall_window=2, default_wall_seconds=60),
-    )
-    runtime = Runtime(Container(settings=settings))
-    await runtime.start()
-    yield runtime
-    await runtime.stop("test finished")
-
-
-@pytest.fixture
-async def client(working: Runtime) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(working)) as client:
-        yield client
-
-
-@pytest.fixture
-def admin(working: Runtime) -> Headers:
-    assert working.admin_key_file is not None
-    return {"Authorization": f"Bearer {working.admin_key_file.read_text().strip()}"}
+pytestmark = pytest.mark.executing
 
 
 async def post(client: AsyncTestClient, headers: Headers, path: str, body: Any) -> Any:
@@ -83,6 +55,7 @@ async def setup(
     model: dict[str, Any] | None = None,
     agent_limits: dict[str, Any] | None = None,
     files: dict[str, str] | None = None,
+    project: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     files = {"calc.py": CALC, "test_calc.py": TEST, **(files or {})}
     source = make_repo(tmp_path / "user-repo", files)
@@ -99,7 +72,12 @@ async def setup(
         "/api/v1/agents",
         {"name": "coder", "model": "scripted", "limits": agent_limits or {}},
     )
-    project = await post(client, admin, "/api/v1/projects", {"name": "calc", "source": str(source)})
+    project = await post(
+        client,
+        admin,
+        "/api/v1/projects",
+        {"name": "calc", "source": str(source), **(project or {})},
+    )
     task = await post(
         client,
         admin,
@@ -145,7 +123,7 @@ async def events_of(client: AsyncTestClient, headers: Headers, run_id: str) -> l
 
 
 async def test_a_run_fixes_a_failing_test_and_delivers_a_patch_that_makes_it_pass(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -221,14 +199,14 @@ async def test_a_run_fixes_a_failing_test_and_delivers_a_patch_that_makes_it_pas
 
 
 async def test_every_stored_event_and_live_output_arrive_on_the_sse_stream(
-    working: Runtime,
+    runtime: Runtime,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
 ) -> None:
-    async with serving(working) as base:
-        assert working.admin_key_file is not None
-        headers = {"Authorization": f"Bearer {working.admin_key_file.read_text().strip()}"}
-        async with AsyncTestClient(app=create_app(working)) as client:
+    async with serving(runtime) as base:
+        assert runtime.admin_key_file is not None
+        headers = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
+        async with AsyncTestClient(app=create_app(runtime)) as client:
             ids = await setup(client, headers, tmp_path, scripted_llm)
         ids.pop("source")
         fix_script(
@@ -267,7 +245,7 @@ async def test_every_stored_event_and_live_output_arrive_on_the_sse_stream(
 
 
 async def test_commit_local_commits_on_the_runs_branch_in_codeforges_clone(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -282,7 +260,7 @@ async def test_commit_local_commits_on_the_runs_branch_in_codeforges_clone(
     artifact = done["result"]["artifact"]
     branch = artifact["branch"]
     assert branch == f"codeforge/run-{run['id']}"
-    clone = working.settings.data_path / "workspaces" / done["tenant_id"] / "calc"
+    clone = runtime.settings.data_path / "workspaces" / done["tenant_id"] / "calc"
     assert git(clone, "rev-parse", branch) == artifact["commit"]
     assert "return a + b" in git(clone, "show", f"{branch}:calc.py")
     assert git(clone, "log", "-1", "--format=%an %s", branch) == "CodeForge Fix add"
@@ -290,7 +268,7 @@ async def test_commit_local_commits_on_the_runs_branch_in_codeforges_clone(
 
 
 async def test_cancel_stops_a_running_command_within_a_second(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -319,7 +297,7 @@ async def test_cancel_stops_a_running_command_within_a_second(
 
 
 async def test_a_run_stops_before_a_call_its_budget_cannot_cover(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -337,7 +315,7 @@ async def test_a_run_stops_before_a_call_its_budget_cannot_cover(
 
 
 async def test_an_unpriced_model_is_refused_for_a_budgeted_run(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -354,7 +332,7 @@ async def test_an_unpriced_model_is_refused_for_a_budgeted_run(
 
 
 async def test_max_steps_and_stalls_end_a_run_with_their_reason(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -384,7 +362,7 @@ def _read_again() -> Any:
 
 
 async def test_a_model_error_ends_the_run_with_the_providers_reason(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -400,7 +378,7 @@ async def test_a_model_error_ends_the_run_with_the_providers_reason(
 
 
 async def test_bad_tool_calls_are_told_to_the_model_and_the_run_goes_on(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -433,7 +411,7 @@ async def test_bad_tool_calls_are_told_to_the_model_and_the_run_goes_on(
 
 
 async def test_old_tool_output_is_compacted_near_the_context_window(
-    working: Runtime,
+    runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
     tmp_path: Path,
@@ -463,3 +441,62 @@ async def test_old_tool_output_is_compacted_near_the_context_window(
     last = scripted_llm.chat_requests[-1].json["messages"]
     assert any("elided to fit the context window" in (m.get("content") or "") for m in last)
     assert last[1]["content"].startswith("Task: Fix add")  # the task is always kept
+
+
+@pytest.mark.parametrize("mode", ["bwrap", "hybrid"])
+async def test_the_same_fix_in_an_isolating_sandbox(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+    mode: str,
+) -> None:
+    factory = runtime.container.sandbox_factories()[SandboxMode(mode)]
+    try:
+        await factory.check()
+    except SandboxUnavailable as e:
+        pytest.skip(f"{mode} cannot run here: {e}")
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    fix_script(scripted_llm)
+    run = await post(client, admin, "/api/v1/runs", {**ids, "mode": mode})
+    done = await wait_for_end(client, admin, run["id"])
+    assert done["status"] == "succeeded", done
+    assert done["mode"] == mode
+    events = await events_of(client, admin, run["id"])
+    assert "CheckpointCreated" in [e["type"] for e in events]
+    bash = [e["data"] for e in events if e["type"] == "ToolCallCompleted"][2]
+    assert bash["exit_code"] == 0, bash["output"]
+    patch = await client.get(f"/api/v1/runs/{run['id']}/artifacts/patch", headers=admin)
+    assert "+    return a + b" in patch.text
+
+
+async def test_the_prompt_carries_the_repo_map_and_the_agent_can_search_the_code(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    scripted_llm.reply(tool_calls=[("find_context", {"query": "where is the add function"})])
+    scripted_llm.reply(tool_calls=[("code_graph", {"symbol": "add", "relation": "callers"})])
+    scripted_llm.reply(tool_calls=[("finish", {"summary": "looked around"})])
+    run = await post(client, admin, "/api/v1/runs", ids)
+    done = await wait_for_end(client, admin, run["id"])
+    assert done["status"] == "succeeded", done
+    events = await events_of(client, admin, run["id"])
+    [pack] = [e["data"] for e in events if e["type"] == "ContextPackBuilt"]
+    assert pack["provider"] == "repo-map+retrieval"
+    assert any(i["path"] == "calc.py" for i in pack["items"])
+    prompt = next(e["data"] for e in events if e["type"] == "PromptAssembled")
+    assert "Repository map" in prompt["system"]
+    assert "def add(a, b)" in prompt["system"]
+    tools = {t["function"]["name"] for t in scripted_llm.chat_requests[0].json["tools"]}
+    assert {"find_context", "code_graph"} <= tools
+    found, graph = [e["data"]["output"] for e in events if e["type"] == "ToolCallCompleted"][:2]
+    assert "calc.py:1-" in found
+    assert "def add(a, b):" in found
+    assert "test_calc.py" in graph

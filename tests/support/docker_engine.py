@@ -26,6 +26,7 @@ import subprocess
 import tarfile
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -150,17 +151,26 @@ class _Unavailable:
     async def check(self) -> None:
         raise SandboxUnavailable(self.reason)
 
+    async def start(self) -> None:
+        raise SandboxUnavailable(self.reason)
+
+    async def close(self) -> None:
+        pass
+
     async def open(self, spec: object) -> None:
         raise SandboxUnavailable(self.reason)
 
 
-def docker_factory() -> SandboxFactory:
-    """A DockerSandboxFactory on the test engine and image (or one saying why there is none)."""
+def docker_factory(**options: Any) -> SandboxFactory:
+    """A DockerSandboxFactory on the test engine and image (or one saying why there is
+    none); `options` go to its constructor."""
     try:
         host = engine()
     except SandboxUnavailable as e:
         return _Unavailable(str(e))  # type: ignore[return-value]
-    return DockerSandboxFactory(docker_host=host, image=IMAGE, system_mounts=system_mounts())
+    return DockerSandboxFactory(
+        docker_host=host, image=IMAGE, system_mounts=system_mounts(), **options
+    )
 
 
 build_docker_factory: Callable[[], SandboxFactory] = docker_factory

@@ -12,12 +12,13 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import msgspec
 from msgspec import UNSET, Struct, UnsetType
 
 from codeforge.domain.agents import Backend
+from codeforge.domain.gates import QualityGates
 from codeforge.domain.keys import ApiKey, Role
 from codeforge.domain.limits import Limits
 from codeforge.domain.projects import GitHostConfig
@@ -71,6 +72,7 @@ class ProjectCreate(Request, frozen=True, kw_only=True):
     source: str
     default_branch: str | None = None
     quality_gates: list[str] = []
+    gates: QualityGates = QualityGates()
     policy_profile: str = "default"
     limits: Limits = Limits()
     description: str = ""
@@ -84,6 +86,7 @@ class ProjectUpdate(Request, frozen=True, kw_only=True):
     version: int
     default_branch: str | UnsetType = UNSET
     quality_gates: list[str] | UnsetType = UNSET
+    gates: QualityGates | UnsetType = UNSET
     policy_profile: str | UnsetType = UNSET
     limits: Limits | UnsetType = UNSET
     description: str | UnsetType = UNSET
@@ -184,6 +187,33 @@ class RunCreate(Request, frozen=True, kw_only=True):
     # Tighten the limits of tenant, project and agent (never loosen them).
     limits: Limits | None = None
     policy_overrides: dict[str, Any] = {}
+
+
+class ApprovalAnswerBody(Request, frozen=True, kw_only=True):
+    decision: Literal["allow", "deny"]
+    # "run": also allow (or deny) what the same rule asks about for the rest of the run.
+    scope: Literal["once", "run"] = "once"
+    reason: str = ""
+
+
+class RunPause(Request, frozen=True, kw_only=True):
+    reason: str = ""
+
+
+class RunRewindBody(Request, frozen=True, kw_only=True):
+    # The event to go back to: what followed it is dropped, files as at its checkpoint.
+    to_seq: int
+    # Only say what would change (files written, deleted) without doing it.
+    dry_run: bool = False
+
+
+class RunForkBody(Request, frozen=True, kw_only=True):
+    # The source run's event to continue from.
+    at_seq: int
+    mode: SandboxMode | None = None
+    deliver: DeliverMode | None = None
+    # May only tighten the source run's limits.
+    limits: Limits | None = None
 
 
 class RunCancel(Request, frozen=True, kw_only=True):
