@@ -18,6 +18,7 @@ from adapters.embeddings.local import LocalEmbedder
 from adapters.embeddings.local import installed as local_embeddings_installed
 from adapters.embeddings.openai import OpenAICompatibleEmbedder
 from adapters.git.local import LocalGit
+from adapters.git_host import GiteaHost, GitHubHost, GitLabHost
 from adapters.llm.openai import OpenAICompatibleModel
 from adapters.llm.replay import ReplayModel
 from adapters.memory.queue import MemoryQueue
@@ -68,6 +69,7 @@ from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
+from codeforge.ports.git_host import GitHost
 from codeforge.ports.llm import LanguageModel, ModelEndpoint
 from codeforge.ports.queue import Queue, RetryPolicy
 from codeforge.ports.sandbox import ISOLATION, SandboxFactory
@@ -85,6 +87,7 @@ from codeforge.services.event_streams import EventStreams
 from codeforge.services.git_work import GitRunner
 from codeforge.services.key_cache import KeyCache
 from codeforge.services.lease_reaper import LeaseReaper
+from codeforge.services.model_health import ModelHealth
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.policies import Policies
@@ -193,6 +196,20 @@ async def running_llm(settings: Settings) -> AsyncIterator[LanguageModel]:
         yield model
     finally:
         await model.close()
+
+
+async def running_git_hosts(settings: Settings) -> AsyncIterator[dict[str, GitHost]]:
+    """One adapter per kind of git host; a project's `git_host.kind` picks one."""
+    d = settings.delivery
+    hosts: dict[str, GitHost] = {
+        cls.kind: cls(timeout=d.host_timeout, max_retries=d.host_max_retries)
+        for cls in (GitHubHost, GitLabHost, GiteaHost)
+    }
+    try:
+        yield hosts
+    finally:
+        for host in hosts.values():
+            await host.close()
 
 
 def webhook_secret(secrets: Secrets, settings: Settings) -> Callable[[], str | None]:
@@ -362,7 +379,6 @@ class Container(containers.DeclarativeContainer):
     )
     tasks = providers.Singleton(Tasks, task_store, project_store, event_feed)
     agents = providers.Singleton(Agents, agent_store, model_store)
-    models = providers.Singleton(Models, model_store)
     event_log = providers.Singleton(
         EventLog, event_store, secrets.provided.known_values, announce_to=announcing_feed
     )
@@ -377,6 +393,8 @@ class Container(containers.DeclarativeContainer):
         default_mode=providers.Callable(default_mode, sandbox_choice),
         on_started=outbox_relay.provided.wake,
         control=run_control,
+        git=git,
+        secrets=secrets,
     )
     event_streams = providers.Singleton(
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat
@@ -386,6 +404,17 @@ class Container(containers.DeclarativeContainer):
     llm = providers.Selector(
         settings.provided.llm.kind,
         openai=providers.Resource(running_llm, settings),
+    )
+    models = providers.Singleton(
+        Models, model_store, llm=llm, secrets=secrets, llm_settings=settings.provided.llm
+    )
+    model_health = providers.Singleton(
+        ModelHealth,
+        model_store,
+        llm,
+        secrets,
+        interval=settings.provided.llm.health_interval,
+        timeout=settings.provided.llm.health_timeout,
     )
 
     # --- code intelligence (codeforge/context) ------------------------------
@@ -450,7 +479,15 @@ class Container(containers.DeclarativeContainer):
     run_workspaces = providers.Singleton(
         RunWorkspaces, git, projects, providers.Callable(lambda p: p / "runs", data_path)
     )
-    delivery = providers.Singleton(Delivery, git, artifact_store)
+    git_hosts = providers.Resource(running_git_hosts, settings)
+    delivery = providers.Singleton(
+        Delivery,
+        git,
+        artifact_store,
+        secrets=secrets,
+        hosts=git_hosts,
+        public_url=settings.provided.delivery.public_url,
+    )
     agent_stores = providers.Singleton(
         AgentStores, task_store, agent_store, project_store, tenant_store, model_store, event_store
     )

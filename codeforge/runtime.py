@@ -29,6 +29,7 @@ from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_streams import EventStreams
 from codeforge.services.lease_reaper import LeaseReaper
+from codeforge.services.model_health import ModelHealth
 from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.policies import Policies
@@ -56,6 +57,7 @@ class Services:
     tasks: Tasks
     agents: Agents
     models: Models
+    model_health: ModelHealth
     runs: Runs
     event_streams: EventStreams
     secrets: Secrets
@@ -138,6 +140,7 @@ class Runtime:
             self.readiness.register(await self.container.sandbox_probe())
             self._services = await self._resolve_services()
             await self._services.models.load_from_config(configured_models(self.settings))
+            self._start_model_health(self._services.model_health)
             if issue_first_admin_key:
                 self.admin_key_file = await self._services.api_keys.ensure_first_admin(
                     self.settings.data_path
@@ -161,6 +164,12 @@ class Runtime:
             "queue",
             lambda: queue.drain(self.settings.shutdown.queue_timeout),
         )
+
+    def _start_model_health(self, health: ModelHealth) -> None:
+        # Advisory: a model that is down is reported, but the service stays ready.
+        self.readiness.register(health.probe, critical=False)
+        health.start()
+        self.shutdown.register(Phase.SUSPEND_WORK, "model health", health.stop)
 
     async def _start_workers(self, with_worker: bool) -> None:
         reaper: LeaseReaper = await self.container.lease_reaper()
@@ -193,6 +202,7 @@ class Runtime:
             tasks=await c.tasks(),
             agents=await c.agents(),
             models=await c.models(),
+            model_health=await c.model_health(),
             runs=await c.runs(),
             event_streams=await c.event_streams(),
             secrets=c.secrets(),

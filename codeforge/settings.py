@@ -171,6 +171,11 @@ class LlmSettings(Section, frozen=True):
     # A model with no price cannot be held against a budget; runs with a budget refuse
     # it unless this is true (their model calls then cost "unknown").
     allow_unpriced_models: bool = False
+    # Seconds between background health checks of the config file's models (a free
+    # `GET /models` per endpoint, shown in /health/ready); 0: only on demand.
+    health_interval: Annotated[float, Meta(ge=0)] = 60.0
+    # Seconds one health check (background, or POST /api/v1/models/{id}/check) may take.
+    health_timeout: Seconds = 15.0
 
 
 class AgentSettings(Section, frozen=True):
@@ -245,6 +250,18 @@ class ApprovalSettings(Section, frozen=True):
     webhook_secret: str = ""
 
 
+class DeliverySettings(Section, frozen=True):
+    """Delivering runs to git hosts (deliver: branch, pr)."""
+
+    # The address users reach CodeForge at (https://codeforge.example.com), for the link
+    # back to the run in pull requests; empty: the run is named, not linked.
+    public_url: str = ""
+    # Seconds one git host API request may take, and retries of 5xx, lost connections
+    # and short rate-limit waits.
+    host_timeout: Seconds = 30.0
+    host_max_retries: Annotated[int, Meta(ge=0, le=10)] = 2
+
+
 class WorkerSettings(Section, frozen=True):
     """Workers take runs off the queue and hold a lease on each while it executes."""
 
@@ -284,6 +301,7 @@ class Settings(Section, frozen=True):
     approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
     checkpoints: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)
+    delivery: DeliverySettings = msgspec.field(default_factory=DeliverySettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 
@@ -326,4 +344,11 @@ class Settings(Section, frozen=True):
             )
         if not self.queue.url.startswith(("nats://", "tls://")) and self.queue.kind == "nats":
             found.append(("queue.url", "a NATS URL such as nats://127.0.0.1:4222"))
+        public = self.delivery.public_url
+        if public and (
+            not public.startswith(("http://", "https://")) or any(c.isspace() for c in public)
+        ):
+            found.append(
+                ("delivery.public_url", "an http(s) URL such as https://codeforge.example")
+            )
         return found

@@ -26,6 +26,7 @@ binary file still applies.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import fcntl
 import functools
@@ -62,12 +63,18 @@ from codeforge.ports.vcs import (
     OperationCancelled,
     ProgressCallback,
     PullResult,
+    PushAuthFailed,
+    PushCredentials,
+    PushRejected,
+    PushResult,
+    RemoteNotFound,
     RepoInfo,
     RepositoryNotFound,
     RepoStatus,
     SnapshotEntry,
     UnknownRef,
     UnsafeSource,
+    VcsError,
     WorktreeInfo,
 )
 
@@ -111,6 +118,19 @@ _PROGRESS = re.compile(
 # A full object id (SHA-1 or SHA-256): a plain name, never revision syntax.
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _REVISION_SYNTAX = re.compile(r"@\{|[~^:?*\[\\\s]|\.\.")
+_REMOTE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# What git and the big hosts say when credentials are missing or refused.
+_AUTH_FAILURE = re.compile(
+    r"authentication failed|could not read (username|password)|terminal prompts disabled"
+    r"|returned error: 40[13]|permission denied|access denied|invalid username or password"
+    r"|write access to repository not granted|permission to \S+ denied|http basic: access denied",
+    re.IGNORECASE,
+)
+_REMOTE_MISSING = re.compile(
+    r"repository not found|does not appear to be a git repository|returned error: 404"
+    r"|could not be found|repository '[^']*' not found|no such repository",
+    re.IGNORECASE,
+)
 _WOULD_BE_OVERWRITTEN = "would be overwritten by"
 
 _STDERR_KEEP = 256 * 1024  # bytes of stderr kept for error messages
@@ -971,6 +991,79 @@ class LocalGit:
         assert sha is not None  # just fetched
         return sha
 
+    def kind(self, path: AnyPath) -> str | None:
+        try:
+            found = self._probe(_abs(path))
+        except (OSError, GitOperationFailed):
+            return None
+        return found if found in ("worktree", "bare") else None
+
+    @_translated
+    def push(
+        self,
+        repo: AnyPath,
+        branch: str,
+        *,
+        remote: str = "origin",
+        credentials: PushCredentials | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> PushResult:
+        root = self._open(repo)
+        self._check_ref(branch, branch=True)
+        if not _REMOTE_NAME.fullmatch(remote):
+            raise InvalidVcsArgument(f"{remote!r} is not a remote name")
+        ref = f"refs/heads/{branch}"
+        commit = self._resolve(root, ref)
+        if commit is None:
+            raise UnknownRef(f"no branch {branch!r} in {root} to push")
+        code, out, _ = self._runner.run(
+            ["remote", "get-url", "--push", remote],
+            cwd=root,
+            timeout=self._local_timeout,
+            check=False,
+        )
+        url = out.decode("utf-8", "replace").strip()
+        if code != 0 or not url:
+            raise NoUpstream(f"{root} has no remote {remote!r} to push to")
+        # The URL is configuration an agent in a loose sandbox could have edited: it gets
+        # the clone source's checks (no `ext::`, no options, known schemes only).
+        target = self._clone_source(url)
+        shown = redact(url)
+        if isinstance(target, Path) and self._probe(target) is None:
+            raise RemoteNotFound(f"the remote {shown} is not a git repository (or is gone)")
+        secrets = _Secrets(credentials)
+        env = {"GIT_TRACE_REDACT": "1"} | _credential_env(url, credentials)
+        if progress is not None:
+            progress("Starting", None, f"Pushing {branch} to {shown}")
+        args = [
+            "push", "--porcelain", "--progress", "--no-verify", "--recurse-submodules=no",
+            "--", remote, f"{ref}:{ref}",
+        ]  # fmt: skip
+        code, out, err = self._runner.run(
+            args,
+            cwd=root,
+            env=env,
+            timeout=self._network_timeout,
+            cancel=cancel,
+            progress=progress,
+            check=False,
+        )
+        stdout = secrets.scrub(out.decode("utf-8", "replace"))
+        stderr = secrets.scrub(err)
+        flag, summary = _porcelain_result(stdout, ref)
+        if code == 0 and flag in ("*", " ", "=", "+"):
+            if progress is not None:
+                progress("Done", 100.0, f"Pushed {branch} to {shown}")
+            return PushResult(
+                remote=shown,
+                branch=branch,
+                commit=commit,
+                created=flag == "*",
+                up_to_date=flag == "=",
+            )
+        raise _push_error(shown, branch, flag, summary, stderr, credentials is not None)
+
     # ------------------------------------------------------------------ internals
 
     def _stage(self, root: Path, *args: str, env: Mapping[str, str]) -> None:
@@ -1162,6 +1255,94 @@ _LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
 def _check_object_names(names: Sequence[str]) -> None:
     if any("\n" in n or "\0" in n for n in names):
         raise InvalidVcsArgument("an object name holds a newline or NUL")
+
+
+class _Secrets:
+    """Scrubs a push's credentials (as given and as sent: base64) out of git's output."""
+
+    def __init__(self, credentials: PushCredentials | None) -> None:
+        self._values: list[str] = []
+        if credentials is not None:
+            self._values = sorted(
+                {credentials.password, _basic(credentials)}, key=len, reverse=True
+            )
+
+    def scrub(self, text: str) -> str:
+        for value in self._values:
+            text = text.replace(value, "***")
+        return text
+
+
+def _basic(credentials: PushCredentials) -> str:
+    pair = f"{credentials.username}:{credentials.password}".encode()
+    return base64.b64encode(pair).decode("ascii")
+
+
+def _credential_env(url: str, credentials: PushCredentials | None) -> dict[str, str]:
+    """Configuration, through the environment (never argv), that sends `credentials` as a
+    Basic Authorization header to the remote's own scheme, host and port only.
+
+    Credential helpers are switched off for the call: with a token given, a refusal must
+    fail as a refusal, not be retried with whatever identity a helper has stored (and a
+    helper such as `store` must not keep the token).
+    """
+    if credentials is None:
+        return {}
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return {}  # ssh, git, file: the token is an HTTP credential
+    host = parts.netloc.rpartition("@")[2]
+    scope = f"{parts.scheme.lower()}://{host}/"
+    return {
+        "GIT_CONFIG_COUNT": "2",
+        "GIT_CONFIG_KEY_0": f"http.{scope}.extraHeader",
+        "GIT_CONFIG_VALUE_0": f"Authorization: Basic {_basic(credentials)}",
+        "GIT_CONFIG_KEY_1": "credential.helper",
+        "GIT_CONFIG_VALUE_1": "",
+    }
+
+
+def _porcelain_result(stdout: str, ref: str) -> tuple[str | None, str]:
+    """(flag, summary) of `ref`'s line in `git push --porcelain` output, or (None, "")."""
+    for line in stdout.splitlines():
+        fields = line.split("\t")
+        if len(fields) >= 3 and fields[1].endswith(f":{ref}") and len(fields[0]) == 1:
+            return fields[0], fields[2]
+    return None, ""
+
+
+def _push_error(
+    shown: str, branch: str, flag: str | None, summary: str, stderr: str, had_credentials: bool
+) -> VcsError:
+    said = [
+        ln.strip()[len("remote:") :].strip()
+        for ln in re.split(r"[\r\n]+", stderr)
+        if ln.strip().startswith("remote:") and ln.strip()[len("remote:") :].strip()
+    ]
+    said = [ln for ln in said if not _PROGRESS.match(ln)]
+    if flag == "!":
+        reason = one_line("; ".join([summary.strip(), *said[-5:]]))
+        hint = ""
+        if "non-fast-forward" in summary or "fetch first" in summary:
+            hint = " (the branch exists on the remote with other commits)"
+        return PushRejected(
+            redact(f"{shown} refused the push of {branch!r}: {reason}{hint}"),
+            reason=redact(reason),
+        )
+    complaint = summarise(stderr)
+    if _AUTH_FAILURE.search(stderr):
+        fix = (
+            "the token was refused: check that it is valid and may push to this repository"
+            if had_credentials
+            else "the remote wants credentials: configure the project's git host token, a "
+            "credential helper or an SSH key for the user running CodeForge"
+        )
+        return PushAuthFailed(redact(f"pushing {branch!r} to {shown} failed: {complaint} ({fix})"))
+    if _REMOTE_MISSING.search(stderr):
+        return RemoteNotFound(
+            redact(f"the remote repository {shown} does not exist or cannot be seen: {complaint}")
+        )
+    return GitOperationFailed(redact(f"pushing {branch!r} to {shown} failed: {complaint}"))
 
 
 def _parse_raw_diff(out: bytes) -> list[SnapshotEntry]:

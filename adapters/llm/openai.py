@@ -51,6 +51,7 @@ from adapters.llm.wire import (
     chat_body,
     decode_completion,
     decode_embeddings,
+    decode_model_info,
     decode_models,
     deltas_of,
     encode,
@@ -206,6 +207,13 @@ class OpenAICompatibleModel:
 
         models, _, _ = await self._call(endpoint, "GET", "/models", None, read)
         return models
+
+    async def model_info(self, endpoint: ModelEndpoint) -> list[dict[str, Any]]:
+        async def read(response: aiohttp.ClientResponse) -> list[dict[str, Any]]:
+            return decode_model_info(await self._body(response, Redactor(endpoint)))
+
+        info, _, _ = await self._call(endpoint, "GET", "/model/info", None, read)
+        return info
 
     async def embed(self, endpoint: ModelEndpoint, inputs: Sequence[str]) -> list[list[float]]:
         vectors: list[list[float]] = []

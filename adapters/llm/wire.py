@@ -478,6 +478,17 @@ def decode_models(raw: bytes) -> list[dict[str, Any]]:
     return [e for e in entries if isinstance(e, dict) and isinstance(e.get("id"), str)]
 
 
+def decode_model_info(raw: bytes) -> list[dict[str, Any]]:
+    """LiteLLM's `/model/info`: `{"data": [{"model_name", "litellm_params", "model_info"}]}`."""
+    data = loads(raw, "the model info")
+    entries = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise LlmBadResponse(
+            "the model info has no `data` array (is the endpoint a LiteLLM proxy?)"
+        )
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("model_name"), str)]
+
+
 def _vector(value: Any, n: int) -> list[float]:
     if isinstance(value, str):  # encoding_format "base64": little-endian float32
         floats = array.array("f")

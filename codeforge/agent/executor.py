@@ -203,7 +203,9 @@ class AgentExecutor:
                 and plan.project.gates.rollback_on_gate_fail
             ):
                 await self._roll_back(run, workspace, journal)
-            return await self._delivery.deliver(run, plan.task, workspace, outcome, journal)
+            return await self._delivery.deliver(
+                run, plan.task, workspace, outcome, journal, project=plan.project
+            )
         except _Ended as ended:
             log.info("run ended early", reason=ended.outcome.reason)
             return ended.outcome

@@ -288,6 +288,33 @@ class ArtifactStored(Event, frozen=True, kw_only=True):
     sha256: str
 
 
+# --- delivery to a git host (delivery issue) ---------------------------------------
+
+
+class BranchPushed(Event, frozen=True, kw_only=True):
+    """The run's branch is on the project's remote (deliver: branch, pr)."""
+
+    # The remote's URL, without credentials.
+    remote: str
+    branch: str
+    commit: str
+    # False when the remote had the branch at this commit already (a delivery retried).
+    created: bool = True
+
+
+class PullRequestOpened(Event, frozen=True, kw_only=True):
+    """The run's pull request (deliver: pr). `existing`: the task already had one open,
+    found by the marker in its body, and no second one was opened."""
+
+    host: str
+    url: str
+    number: int
+    head: str
+    base: str
+    draft: bool = False
+    existing: bool = False
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -318,6 +345,8 @@ EVENT_TYPES: dict[str, type[Event]] = {
         AgentNudged,
         ContextCompacted,
         ArtifactStored,
+        BranchPushed,
+        PullRequestOpened,
     )
 }
 

@@ -23,7 +23,7 @@ class HealthController(Controller):
 
     @get(
         "/ready",
-        summary="Readiness: every dependency's status and latency; 503 if any is down",
+        summary="Readiness: every dependency's status and latency; 503 if a critical one is down",
         response_description="Per-dependency status",
     )
     async def ready(self, readiness: NamedDependency[Readiness]) -> Response[ReadinessReport]:

@@ -233,6 +233,13 @@ class LanguageModel(Protocol):
         (at least an `id`). Errors as for `chat`."""
         ...
 
+    async def model_info(self, endpoint: ModelEndpoint) -> list[dict[str, Any]]:
+        """A LiteLLM proxy's deployments (`GET /model/info` under the base URL): each entry
+        as the proxy sent it, with at least a `model_name`; prices and context sizes are
+        in its `model_info`. An endpoint that is not a LiteLLM proxy answers
+        `LlmModelNotFound` (404) or `LlmBadResponse`. Errors otherwise as for `chat`."""
+        ...
+
     async def embed(self, endpoint: ModelEndpoint, inputs: Sequence[str]) -> list[list[float]]:
         """One vector per input, in order (`POST /embeddings`). Errors as for `chat`."""
         ...

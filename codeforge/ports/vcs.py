@@ -28,6 +28,10 @@ Errors (every adapter raises these, `from` the driver's exception):
         +-- DivergedBranch            (Conflict)  a fast-forward is impossible
         +-- NoUpstream                (Conflict)  nothing to pull from/fetch from
         +-- NothingToCommit           (Conflict)  the commit would be empty
+        +-- PushRejected              (Conflict)  the remote refused the update (a hook, a
+        |                                         protected branch, not a fast-forward)
+        +-- PushAuthFailed            the remote wants credentials, or refused the ones given
+        +-- RemoteNotFound            (NotFound)  the remote repository does not exist
         +-- OperationCancelled        the caller's cancel token was set
         +-- GitOperationFailed        anything else git refused, or a timeout
 
@@ -278,12 +282,64 @@ class NothingToCommit(VcsError, Conflict):
     """There are no changes (in the given paths) to commit."""
 
 
+class PushRejected(VcsError, Conflict):
+    """The remote refused the pushed ref: a hook or branch protection said no, or the
+    branch moved there (not a fast-forward). `reason` holds the remote's own words."""
+
+    def __init__(self, message: str, *, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class PushAuthFailed(VcsError):
+    """The remote wanted credentials CodeForge did not have, or refused the ones given."""
+
+
+class RemoteNotFound(VcsError, NotFound):
+    """The remote repository does not exist (or is not visible with the credentials)."""
+
+
 class OperationCancelled(VcsError):
     """The cancel token was set; git was stopped and its partial work removed."""
 
 
 class GitOperationFailed(VcsError):
     """Git failed for a reason the other classes do not cover, or ran past its timeout."""
+
+
+class PushCredentials:
+    """HTTP(S) credentials for a push, e.g. a git host's token.
+
+    Adapters send them only to the remote's own scheme, host and port, and never on a
+    command line, in a log line or in an error message; over ssh they are not used (the
+    ssh key of the user running CodeForge is). `repr()` never shows the password.
+    """
+
+    __slots__ = ("password", "username")
+
+    def __init__(self, username: str, password: str) -> None:
+        if not username or not password:
+            raise ValueError("push credentials need a username and a password (or token)")
+        if any(c in username for c in ":\r\n\0") or any(c in password for c in "\r\n\0"):
+            raise ValueError("push credentials cannot hold line breaks, NUL or ':' in the user")
+        self.username = username
+        self.password = password
+
+    def __repr__(self) -> str:
+        return f"PushCredentials(username={self.username!r}, password=***)"
+
+
+class PushResult(Struct, frozen=True):
+    """What a push did to one branch."""
+
+    remote: str
+    """The remote's URL, credentials removed."""
+    branch: str
+    commit: str
+    """The commit the remote's branch now points at."""
+    created: bool
+    """True when the branch is new on the remote; False when it moved or was up to date."""
+    up_to_date: bool = False
 
 
 # ------------------------------------------------------------------------------ port
@@ -507,4 +563,35 @@ class Vcs(Protocol):
         created or moved), without touching `repo`'s working tree, index or HEAD. Hooks
         do not run. Returns the branch's commit. Raises `BranchExists` when `branch` is
         the branch checked out in `repo`, `UnknownRef` when `source` lacks it."""
+        ...
+
+    def kind(self, path: AnyPath) -> str | None:
+        """What `path` is: "worktree" (the top of a working tree), "bare" (a bare
+        repository) or None (neither, or missing). Never raises for a bad path."""
+        ...
+
+    def push(
+        self,
+        repo: AnyPath,
+        branch: str,
+        *,
+        remote: str = "origin",
+        credentials: PushCredentials | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> PushResult:
+        """Push local `branch` to the branch of the same name on `remote`. Never forces.
+
+        `repo` is a clone or one of its worktrees (they share branches). `credentials`
+        go only to an http(s) remote's own host, as an `Authorization` header, never on
+        a command line; without them git uses what the user running CodeForge has (an
+        ssh key, a configured credential helper) and never prompts. The client's hooks do
+        not run; the remote's do (a local bare repository's `pre-receive` too): they are
+        the remote's rules. A branch already there at the same commit is `up_to_date`.
+        Raises `UnknownRef` (no such local branch), `NoUpstream` (no such remote),
+        `UnsafeSource` (the remote's URL runs a helper or injects options),
+        `PushRejected` (a hook, a protected branch, the branch moved on the remote),
+        `PushAuthFailed`, `RemoteNotFound`, `OperationCancelled`, `GitOperationFailed`
+        (unreachable, timed out, anything else). No message holds the credentials.
+        """
         ...

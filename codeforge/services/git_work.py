@@ -35,6 +35,8 @@ from codeforge.ports.vcs import (
     BranchInfo,
     ProgressCallback,
     PullResult,
+    PushCredentials,
+    PushResult,
     RepoInfo,
     RepoStatus,
     SnapshotEntry,
@@ -173,6 +175,23 @@ class GitRunner:
 
     async def fetch_branch(self, repo: AnyPath, source: AnyPath, branch: str) -> str:
         return await self._call(self._vcs.fetch_branch, repo, source, branch)
+
+    async def kind(self, path: AnyPath) -> str | None:
+        return await self._call(self._vcs.kind, path)
+
+    async def push(
+        self,
+        repo: AnyPath,
+        branch: str,
+        *,
+        remote: str = "origin",
+        credentials: PushCredentials | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> PushResult:
+        """Push as `Vcs.push` does; cancelling the task stops git."""
+        return await self._cancellable(
+            self._vcs.push, repo, branch, remote=remote, credentials=credentials, progress=progress
+        )
 
     # ------------------------------------------------------------------ machinery
 

@@ -16,19 +16,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import structlog
 
-from codeforge.domain.errors import Conflict, NotFound
+from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
 from codeforge.domain.gates import QualityGates
 from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
 from codeforge.domain.projects import (
+    GitHostConfig,
     Project,
     classify_source,
     validate_budget,
+    validate_git_host,
     validate_project_name,
 )
+from codeforge.ports.secrets import InvalidSecretName, normalize_secret_name
 from codeforge.ports.stores import ProjectStore
 from codeforge.ports.vcs import BranchInfo, PullResult, RepoInfo, RepoStatus
 from codeforge.services.catalog import Catalog
@@ -91,10 +95,12 @@ class Projects(Catalog[Project]):
         limits: Limits | None = None,
         description: str = "",
         budget_usd: Decimal | None = None,
+        git_host: GitHostConfig | None = None,
     ) -> Project:
         principal.require_mutation()
         validate_project_name(name)
         validate_budget(budget_usd)
+        git_host = _checked_git_host(git_host)
         kind = classify_source(source)
         try:
             await self._projects.get_by_name(principal.tenant_id, name)
@@ -115,6 +121,7 @@ class Projects(Catalog[Project]):
             limits=limits or Limits(),
             description=description,
             budget_usd=budget_usd,
+            git_host=git_host,
             created_at=now,
             updated_at=now,
         )
@@ -171,6 +178,8 @@ class Projects(Catalog[Project]):
 
     def check_update(self, current: Project, changes: dict[str, Any]) -> None:
         validate_budget(changes.get("budget_usd"))
+        if "git_host" in changes:
+            changes["git_host"] = _checked_git_host(changes["git_host"])
 
     async def delete(
         self, principal: Principal, project_id: uuid.UUID, version: int | None
@@ -205,3 +214,16 @@ class Projects(Catalog[Project]):
                 "delete and register the project again"
             )
         return workspace
+
+
+def _checked_git_host(host: GitHostConfig | None) -> GitHostConfig | None:
+    """`host` with its secret name in canonical form, or ValidationFailed."""
+    if host is None:
+        return None
+    try:
+        secret = normalize_secret_name(host.token_secret)
+    except InvalidSecretName as e:
+        raise ValidationFailed(str(e), field="git_host.token_secret") from e
+    host = msgspec.structs.replace(host, token_secret=secret)
+    validate_git_host(host)
+    return host

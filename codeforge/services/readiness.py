@@ -23,6 +23,9 @@ class ProbeResult(Struct, frozen=True):
 class ReadinessReport(Struct, frozen=True):
     status: Literal["ready", "unavailable"]
     checks: dict[str, ProbeResult]
+    # Advisory checks that are down: shown, but they do not make the process unready
+    # (a model endpoint that is down stops the runs that use it, not the service).
+    degraded: list[str] = []
 
     @property
     def ready(self) -> bool:
@@ -34,18 +37,26 @@ class Readiness:
 
     Later parts of the system (queue, LLM endpoint, sandbox) register their own
     probes at start. A probe that raises or overruns `timeout` is reported `down`
-    with its error; one down probe makes the whole report `unavailable`.
+    with its error; one down probe makes the whole report `unavailable` — unless it
+    was registered as advisory (`critical=False`): then it is listed in `degraded`
+    and the report stays `ready`.
     """
 
     def __init__(self, timeout: float = 2.0) -> None:
         self._probes: dict[str, ReadinessProbe] = {}
+        self._advisory: set[str] = set()
         self._timeout = timeout
 
-    def register(self, probe: ReadinessProbe) -> None:
+    def register(self, probe: ReadinessProbe, *, critical: bool = True) -> None:
         self._probes[probe.name] = probe
+        if critical:
+            self._advisory.discard(probe.name)
+        else:
+            self._advisory.add(probe.name)
 
     def unregister(self, name: str) -> None:
         self._probes.pop(name, None)
+        self._advisory.discard(name)
 
     @property
     def names(self) -> list[str]:
@@ -55,8 +66,13 @@ class Readiness:
         names = self.names
         results = await asyncio.gather(*(self._run(self._probes[n]) for n in names))
         checks = dict(zip(names, results, strict=True))
-        ready = all(r.status == "up" for r in results)
-        return ReadinessReport(status="ready" if ready else "unavailable", checks=checks)
+        down = [n for n, r in checks.items() if r.status != "up"]
+        ready = all(n in self._advisory for n in down)
+        return ReadinessReport(
+            status="ready" if ready else "unavailable",
+            checks=checks,
+            degraded=[n for n in down if n in self._advisory],
+        )
 
     async def _run(self, probe: ReadinessProbe) -> ProbeResult:
         started = time.perf_counter()

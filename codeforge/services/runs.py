@@ -19,12 +19,15 @@ from codeforge.domain.ids import new_id
 from codeforge.domain.keys import Principal
 from codeforge.domain.limits import Limits
 from codeforge.domain.policy import build_run_override
+from codeforge.domain.projects import Project, SourceKind
 from codeforge.domain.runs import DeliverMode, Run, RunStatus, SandboxMode
 from codeforge.ports.events import EventContext, EventStore
 from codeforge.ports.stores import AgentStore, Page, ProjectStore, TaskStore, TenantStore
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.event_log import EventLog
+from codeforge.services.git_work import GitRunner
 from codeforge.services.run_control import RunControl
+from codeforge.services.secrets import Secrets
 from codeforge.services.subjects import start_job
 
 # `Runs.list` shadows the builtin inside the class body.
@@ -45,6 +48,8 @@ class Runs:
         clock: Clock = utc_now,
         on_started: Callable[[], None] | None = None,
         control: RunControl | None = None,
+        git: GitRunner | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self._events = events
         self._log = log
@@ -57,6 +62,9 @@ class Runs:
         # Told after each start, so the outbox relay publishes the job at once.
         self._on_started = on_started
         self._control = control
+        # For the delivery checks: is a local source pushable, is the host token set.
+        self._git = git
+        self._secrets = secrets
 
     async def start(
         self,
@@ -74,19 +82,14 @@ class Runs:
         replay_of: uuid.UUID | None = None,
     ) -> Run:
         principal.require_mutation()
-        if deliver in (DeliverMode.BRANCH, DeliverMode.PR):
-            # Refused before any money is spent: the run could not deliver.
-            raise ValidationFailed(
-                f"deliver {deliver.value!r} needs a git host, which this version cannot use "
-                "yet; choose 'patch' or 'commit-local'",
-                field="deliver",
-            )
         # A run may tighten its policy, never loosen it: refuse what the gate would refuse.
         build_run_override(policy_overrides or {})
         tenant = principal.tenant_id
         task = await self._find(self._tasks.get(tenant, task_id), "task_id", "task")
         agent = await self._find(self._agents.get(tenant, agent_id), "agent_id", "agent")
         project = await self._projects.get(tenant, task.project_id)
+        # Refused before any money is spent: a run that could not deliver.
+        await self._check_delivery(deliver, project)
         try:
             tenant_limits = (await self._tenants.get(tenant, tenant)).limits
         except NotFound:
@@ -184,6 +187,52 @@ class Runs:
         return await self._events.load_by_agent(
             principal.tenant_id, agent_id, after=after, limit=limit
         )
+
+    async def _check_delivery(self, deliver: DeliverMode, project: Project) -> None:
+        """`branch` needs a remote to push to, `pr` also a git host and its token."""
+        if deliver not in (DeliverMode.BRANCH, DeliverMode.PR):
+            return
+        mode = deliver.value
+        if deliver is DeliverMode.PR and project.git_host is None:
+            raise ValidationFailed(
+                f"deliver 'pr' opens a pull request on the project's git host, and project "
+                f"{project.name!r} has none: set it with PATCH /api/v1/projects/{project.id} "
+                '{"version": ..., "git_host": {"kind": "github" | "gitlab" | "gitea", '
+                '"repository": "owner/name", "token_secret": "SECRET_NAME"}} (see '
+                "docs/delivery.md), or choose deliver 'branch', 'commit-local' or 'patch'",
+                field="deliver",
+            )
+        if project.source_kind is SourceKind.PATH and self._git is not None:
+            kind = await self._git.kind(project.source)
+            if kind is None:
+                raise ValidationFailed(
+                    f"deliver {mode!r} pushes the run's branch to the project's remote, its "
+                    f"source {project.source}, which is no longer a git repository on this "
+                    "host; register the project again from its remote, or choose deliver "
+                    "'commit-local' or 'patch'",
+                    field="deliver",
+                )
+            if kind == "worktree":
+                raise ValidationFailed(
+                    f"deliver {mode!r} pushes the run's branch to the project's remote, but "
+                    f"project {project.name!r} was registered from a local working "
+                    f"repository ({project.source}), and CodeForge never pushes into "
+                    "someone's working repository: register the project from its remote "
+                    "(a clone URL or a bare repository), or choose deliver 'commit-local' "
+                    "(codeforge run copies the branch in) or 'patch'",
+                    field="deliver",
+                )
+        host = project.git_host
+        secrets = self._secrets
+        if host is not None and secrets is not None and secrets.get(host.token_secret) is None:
+            raise ValidationFailed(
+                f"deliver {mode!r} pushes with the project's git host token, and the secret "
+                f"{host.token_secret} (its git_host.token_secret) is not set: set the "
+                f"environment variable CODEFORGE_SECRET_{host.token_secret} or run "
+                f"`codeforge secrets set {host.token_secret}` (a running service reads it "
+                "on SIGHUP)",
+                field="deliver",
+            )
 
     @staticmethod
     async def _find(lookup: Any, field: str, what: str) -> Any:

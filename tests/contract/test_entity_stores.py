@@ -45,7 +45,7 @@ from codeforge.domain.ids import DEFAULT_TENANT_ID, new_id
 from codeforge.domain.keys import ApiKey, Role
 from codeforge.domain.limits import Limits
 from codeforge.domain.model_configs import ModelConfig, ModelSource
-from codeforge.domain.projects import Project, SourceKind
+from codeforge.domain.projects import GitHostConfig, GitHostKind, Project, SourceKind
 from codeforge.domain.tasks import Task, TaskStatus
 from codeforge.domain.tenants import Tenant
 from codeforge.ports.errors import DependencyUnavailable
@@ -481,6 +481,13 @@ class TestProjectStore(ScopedStoreContract):
             policy_profile="strict",
             limits=Limits(max_steps=40, max_wall_seconds=900, max_cost_usd=Decimal("2.5000001")),
             description="Ünïcode ✓ and 'quotes'",
+            git_host=GitHostConfig(
+                kind=GitHostKind.GITLAB,
+                repository="group/sub/repo",
+                token_secret="GITLAB_TOKEN",
+                api_url="https://gitlab.example.com/api/v4",
+                draft=False,
+            ),
             created_at=CREATED,
             updated_at=LATER,
         )

@@ -1148,3 +1148,31 @@ async def test_close_is_idempotent_and_a_closed_adapter_opens_a_new_session(
     await llm.model.close()
 
     assert (await llm.model.chat(llm.request())).message.content == "two"
+
+
+async def test_model_info_returns_a_litellm_proxys_deployments_with_their_prices(
+    llm: Harness,
+) -> None:
+    llm.script.models = {
+        "gpt-a": {"input_cost_per_token": 2.5e-06, "max_input_tokens": 128000},
+        "embed-b": {"mode": "embedding"},
+    }
+
+    info = await llm.model.model_info(llm.endpoint())
+
+    assert [entry["model_name"] for entry in info] == ["gpt-a", "embed-b"]
+    assert info[0]["model_info"]["input_cost_per_token"] == 2.5e-06
+    assert info[1]["model_info"]["mode"] == "embedding"
+    sent = llm.script.requests[-1]
+    assert (sent.method, sent.path) == ("GET", "/v1/model/info")
+    assert sent.headers["Authorization"] == f"Bearer {KEY}"
+
+
+async def test_model_info_maps_errors_like_chat(llm: Harness) -> None:
+    llm.script.api_key = "sk-other"
+    with pytest.raises(LlmAuthFailed):
+        await llm.model.model_info(llm.endpoint())
+    llm.script.api_key = KEY
+    # An endpoint that is not a LiteLLM proxy has no /model/info.
+    with pytest.raises(LlmModelNotFound):
+        await llm.model.model_info(llm.endpoint(base_url=llm.script.url + "/elsewhere"))

@@ -36,6 +36,10 @@ from codeforge.ports.vcs import (
     NothingToCommit,
     NoUpstream,
     OperationCancelled,
+    PushAuthFailed,
+    PushCredentials,
+    PushRejected,
+    RemoteNotFound,
     RepoInfo,
     RepositoryNotFound,
     RepoStatus,
@@ -45,6 +49,7 @@ from codeforge.ports.vcs import (
     VcsError,
     run_branch,
 )
+from tests.support.scripted_git_host import ScriptedGitHost
 
 pytestmark = pytest.mark.contract
 
@@ -879,6 +884,171 @@ class VcsContract:
             vcs.fetch_branch(remote.seed, work, "main")
         with pytest.raises(UnknownRef):
             vcs.fetch_branch(remote.seed, work, "no-such-branch")
+
+    # ------------------------------------------------------------------ push
+
+    def _branch(self, work: Path, name: str, content: str = "agent work\n") -> str:
+        git(work, "switch", "-q", "-c", name)
+        return commit_file(work, "agent.txt", content)
+
+    def test_push_creates_the_branch_on_the_remote_and_again_is_up_to_date(
+        self, vcs: Vcs, work: Path, remote: Remote
+    ) -> None:
+        sha = self._branch(work, "codeforge/run-1")
+        git(work, "switch", "-q", "main")  # pushing does not need the branch checked out
+
+        first = vcs.push(work, "codeforge/run-1")
+        again = vcs.push(work, "codeforge/run-1")
+
+        assert (first.branch, first.commit, first.created, first.up_to_date) == (
+            "codeforge/run-1",
+            sha,
+            True,
+            False,
+        )
+        assert first.remote == str(remote.bare)
+        assert (again.created, again.up_to_date) == (False, True)
+        assert git(remote.bare, "rev-parse", "refs/heads/codeforge/run-1") == sha
+        assert git(remote.bare, "rev-parse", "refs/heads/main") == remote.main
+
+    def test_push_never_forces_over_a_branch_that_moved_on_the_remote(
+        self, vcs: Vcs, work: Path, remote: Remote
+    ) -> None:
+        git(remote.seed, "switch", "-q", "-c", "shared")
+        theirs = commit_file(remote.seed, "theirs.txt", "theirs\n")
+        git(remote.seed, "push", "-q", "origin", "shared")
+        self._branch(work, "shared", "mine\n")
+
+        with pytest.raises(PushRejected) as caught:
+            vcs.push(work, "shared")
+
+        assert isinstance(caught.value, Conflict)
+        assert "other commits" in str(caught.value)
+        assert git(remote.bare, "rev-parse", "refs/heads/shared") == theirs
+
+    def test_a_remote_pre_receive_hook_that_refuses_is_push_rejected_in_its_words(
+        self, vcs: Vcs, work: Path, remote: Remote
+    ) -> None:
+        hook = remote.bare / "hooks" / "pre-receive"
+        hook.write_text(
+            "#!/bin/sh\necho 'GL-HOOK-ERR: You are not allowed to push here' >&2\nexit 1\n"
+        )
+        hook.chmod(0o755)
+        self._branch(work, "codeforge/run-2")
+
+        with pytest.raises(PushRejected) as caught:
+            vcs.push(work, "codeforge/run-2")
+
+        assert "pre-receive hook declined" in caught.value.reason
+        assert "You are not allowed to push here" in caught.value.reason
+        assert "You are not allowed to push here" in str(caught.value)
+        assert "codeforge/run-2" not in git(remote.bare, "branch", "--list")
+
+    def test_push_refuses_what_it_cannot_push(
+        self, vcs: Vcs, work: Path, remote: Remote, tmp_path: Path
+    ) -> None:
+        with pytest.raises(UnknownRef):
+            vcs.push(work, "no-such-branch")
+        with pytest.raises(InvalidRefName):
+            vcs.push(work, "--force")
+        self._branch(work, "topic")
+        with pytest.raises(NoUpstream):
+            vcs.push(work, "topic", remote="upstream")
+        with pytest.raises(InvalidVcsArgument):
+            vcs.push(work, "topic", remote="-oops")
+        git(work, "remote", "set-url", "origin", "ext::sh -c touch% /tmp/pwned")
+        with pytest.raises(UnsafeSource):
+            vcs.push(work, "topic")
+        git(work, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+        with pytest.raises(RemoteNotFound):
+            vcs.push(work, "topic")
+
+    def test_push_over_https_sends_the_token_as_a_header_and_never_on_a_command_line(
+        self, vcs: Vcs, tmp_path: Path
+    ) -> None:
+        argv_log = tmp_path / "argv.log"
+        wrapper = tmp_path / "git-wrapper"
+        wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" >> {argv_log}\nexec git "$@"\n')
+        wrapper.chmod(0o755)
+        from adapters.git import LocalGit
+
+        logged = LocalGit(git=str(wrapper))
+        with ScriptedGitHost("gitea", tmp_path / "host") as host:
+            host.create_repository("acme/app")
+            work = tmp_path / "w"
+            logged.clone(host.clone_url("acme/app"), work)
+            sha = self._branch(work, "codeforge/run-3")
+
+            pushed = logged.push(
+                work, "codeforge/run-3", credentials=PushCredentials("oauth2", host.token)
+            )
+
+            assert pushed.commit == sha
+            assert host.branches("acme/app")["codeforge/run-3"] == sha
+            pushes = [r for r in host.git_requests if "receive-pack" in r.path + str(r.query)]
+            assert pushes
+            assert all(r.headers["Authorization"].startswith("Basic ") for r in pushes)
+        assert "push" in argv_log.read_text()
+        assert host.token not in argv_log.read_text()
+        assert host.token not in repr(PushCredentials("oauth2", host.token))
+
+    def test_push_over_http_without_credentials_says_the_remote_wants_them(
+        self, vcs: Vcs, tmp_path: Path
+    ) -> None:
+        with ScriptedGitHost("github", tmp_path / "host") as host:
+            host.create_repository("acme/app")
+            work = tmp_path / "w"
+            vcs.clone(host.clone_url("acme/app"), work)
+            self._branch(work, "topic")
+
+            with pytest.raises(PushAuthFailed, match="wants credentials"):
+                vcs.push(work, "topic")
+            assert "topic" not in host.branches("acme/app")
+
+    def test_a_refused_token_is_push_auth_failed_never_shown_and_no_helper_is_asked(
+        self, vcs: Vcs, tmp_path: Path
+    ) -> None:
+        asked = tmp_path / "helper-was-asked"
+        helper = tmp_path / "helper"
+        helper.write_text(f"#!/bin/sh\ntouch {asked}\necho username=someone\necho password=other\n")
+        helper.chmod(0o755)
+        wrong = "wrong-token-Qz81vX"
+        with ScriptedGitHost("gitlab", tmp_path / "host") as host:
+            host.create_repository("acme/app")
+            work = tmp_path / "w"
+            vcs.clone(host.clone_url("acme/app"), work)
+            git(work, "config", "credential.helper", str(helper))
+            self._branch(work, "topic")
+
+            with pytest.raises(PushAuthFailed) as caught:
+                vcs.push(work, "topic", credentials=PushCredentials("oauth2", wrong))
+
+        message = str(caught.value)
+        assert "token was refused" in message
+        assert wrong not in message
+        assert not asked.exists(), "a credential helper must not be asked once a token is given"
+
+    def test_a_protected_branch_on_an_http_host_is_push_rejected(
+        self, vcs: Vcs, tmp_path: Path
+    ) -> None:
+        with ScriptedGitHost("github", tmp_path / "host") as host:
+            host.create_repository("acme/app")
+            host.protect("acme/app", "GH006: Protected branch update failed for refs/heads/topic.")
+            work = tmp_path / "w"
+            vcs.clone(host.clone_url("acme/app"), work)
+            self._branch(work, "topic")
+
+            with pytest.raises(PushRejected, match="GH006: Protected branch update failed"):
+                vcs.push(work, "topic", credentials=PushCredentials("x-access-token", host.token))
+
+    def test_kind_tells_working_trees_from_bare_repositories(
+        self, vcs: Vcs, work: Path, remote: Remote, tmp_path: Path
+    ) -> None:
+        assert vcs.kind(work) == "worktree"
+        assert vcs.kind(remote.bare) == "bare"
+        assert vcs.kind(tmp_path) is None
+        assert vcs.kind(tmp_path / "missing") is None
+        assert vcs.kind(work / "src") is None
 
 
 class TestLocalGit(VcsContract):

@@ -12,8 +12,15 @@ from codeforge.domain.keys import Principal
 from codeforge.domain.model_configs import ModelConfig, ModelSource
 from codeforge.http.api.params import Cursor, IdempotencyKey, Limit, Version, cursor_id, filters
 from codeforge.http.api.routes import delete, get, patch, post
-from codeforge.http.api.schemas import ListPage, ModelCreate, ModelUpdate
-from codeforge.services.models import Models
+from codeforge.http.api.schemas import (
+    ListPage,
+    ModelCreate,
+    ModelHealthList,
+    ModelImport,
+    ModelUpdate,
+)
+from codeforge.services.model_health import ModelCheck, ModelHealth
+from codeforge.services.models import ImportReport, Models
 
 
 class ModelController(Controller):
@@ -80,3 +87,42 @@ class ModelController(Controller):
         version: Version = None,
     ) -> None:
         await models.delete(principal, model_id, version)
+
+    @post(
+        "/{model_id:uuid}/check",
+        summary="Check a model now: a minimal real chat call, its latency or its error",
+        status_code=200,
+    )
+    async def check(
+        self,
+        model_id: FromPath[uuid.UUID],
+        model_health: NamedDependency[ModelHealth],
+        principal: NamedDependency[Principal],
+    ) -> ModelCheck:
+        return await model_health.check(principal, model_id)
+
+    @get("/health", summary="The latest health check of each of the tenant's models")
+    async def health(
+        self,
+        models: NamedDependency[Models],
+        model_health: NamedDependency[ModelHealth],
+        principal: NamedDependency[Principal],
+    ) -> ModelHealthList:
+        return ModelHealthList(model_health.latest(await models.all(principal)))
+
+    @post(
+        "/import",
+        summary="Register the chat models a LiteLLM proxy serves, with its prices",
+        status_code=200,
+    )
+    async def import_models(
+        self,
+        models: NamedDependency[Models],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+        data: JSONBody[ModelImport | None] = None,
+    ) -> ImportReport:
+        body = data or ModelImport()
+        return await models.import_from_proxy(
+            principal, base_url=body.base_url, api_key_secret=body.api_key_secret
+        )

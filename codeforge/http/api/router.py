@@ -71,6 +71,7 @@ def api_router(runtime: Runtime) -> Router:
             "tasks": service("tasks"),
             "agents": service("agents"),
             "models": service("models"),
+            "model_health": service("model_health"),
             "runs": service("runs"),
             "streams": service("event_streams"),
             "keys": service("api_keys"),

@@ -22,8 +22,10 @@ from codeforge.domain.gates import QualityGates
 from codeforge.domain.keys import ApiKey, Role
 from codeforge.domain.limits import Limits
 from codeforge.domain.policy.stored import PolicyScope
+from codeforge.domain.projects import GitHostConfig
 from codeforge.domain.runs import DeliverMode, SandboxMode
 from codeforge.domain.tasks import TaskStatus
+from codeforge.services.model_health import ModelCheck
 
 T = TypeVar("T")
 
@@ -76,6 +78,9 @@ class ProjectCreate(Request, frozen=True, kw_only=True):
     limits: Limits = Limits()
     description: str = ""
     budget_usd: Decimal | None = None
+    # Where `deliver: pr` opens pull requests: {kind: github|gitlab|gitea, repository,
+    # token_secret, api_url, draft}. The token is a secret's NAME, never the token.
+    git_host: GitHostConfig | None = None
 
 
 class ProjectUpdate(Request, frozen=True, kw_only=True):
@@ -87,6 +92,8 @@ class ProjectUpdate(Request, frozen=True, kw_only=True):
     limits: Limits | UnsetType = UNSET
     description: str | UnsetType = UNSET
     budget_usd: Decimal | UnsetType | None = UNSET
+    # null removes the git host.
+    git_host: GitHostConfig | UnsetType | None = UNSET
 
 
 class CheckoutRequest(Request, frozen=True, kw_only=True):
@@ -147,6 +154,11 @@ class ModelCreate(Request, frozen=True, kw_only=True):
     context_window: int = 128_000
 
 
+class ModelHealthList(Struct, frozen=True):
+    # The latest check of each model checked by this process (none: never checked).
+    items: list[ModelCheck]
+
+
 class ModelUpdate(Request, frozen=True, kw_only=True):
     version: int
     base_url: str | UnsetType = UNSET
@@ -155,6 +167,13 @@ class ModelUpdate(Request, frozen=True, kw_only=True):
     input_price_per_mtok: Decimal | UnsetType | None = UNSET
     output_price_per_mtok: Decimal | UnsetType | None = UNSET
     context_window: int | UnsetType = UNSET
+
+
+class ModelImport(Request, frozen=True, kw_only=True):
+    # The LiteLLM proxy's API root (…/v1); default: llm.base_url.
+    base_url: str | None = None
+    # The NAME of the secret holding the proxy's key; default: llm.api_key_secret.
+    api_key_secret: str | None = None
 
 
 # --- runs -------------------------------------------------------------------
