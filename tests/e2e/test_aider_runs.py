@@ -71,7 +71,10 @@ def gate() -> DenySecrets:
 
 @pytest.fixture
 async def runtime(
-    make_database: Any, tmp_path: Path, aider_env: AiderEnv, gate: DenySecrets  # noqa: F811
+    make_database: Any,
+    tmp_path: Path,
+    aider_env: AiderEnv,
+    gate: DenySecrets,  # noqa: F811
 ) -> Any:
     settings = api_settings(
         make_database(),
@@ -121,7 +124,10 @@ async def setup(
         client, admin, "/api/v1/agents", {"name": "aider", "model": "scripted", "backend": "aider"}
     )
     made = await post(
-        client, admin, "/api/v1/projects", {"name": "calc", "source": str(source), **(project or {})}
+        client,
+        admin,
+        "/api/v1/projects",
+        {"name": "calc", "source": str(source), **(project or {})},
     )
     task = await post(
         client,
@@ -222,3 +228,171 @@ async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_p
     assert tests.returncode == 0
     assert "return a - b" in (source / "calc.py").read_text()  # the user's repo untouched
     assert git(source, "status", "--porcelain") == ""
+
+
+async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run_in_bwrap(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+    gate: DenySecrets,
+) -> None:
+    """bwrap: aider sees only the system, the workspace and its venv (read-only), and can
+    reach only the proxy. Its edit under secret/ is reverted and the run fails with why."""
+    secret = "token = 'do not touch'\n"
+    ids = await setup(
+        client,
+        admin,
+        tmp_path,
+        scripted_llm,
+        files={"secret/token.py": secret},
+    )
+    ids.pop("source")
+    scripted_llm.reply(
+        "Fixing add, and the token too.\n\n"
+        + FIX
+        + "\n"
+        + block("secret/token.py", "token = 'do not touch'\n", "token = 'leaked'\n")
+        + "\n"
+        + block("secret/new.py", "", "stolen = True\n")
+    )
+    run = await post(client, admin, "/api/v1/runs", {**ids, "mode": "bwrap"})
+    done = await wait_for_end(client, admin, run["id"], timeout=120)
+    assert (done["status"], done["result"]["summary"]) == ("failed", "policy_denied"), done
+    detail = done["result"]["artifact"]["detail"]
+    assert "secret/token.py, which the policy denies" in detail
+    assert "Edit(secret/**)" in detail and "reverted" in detail
+
+    events = await events_of(client, admin, run["id"])
+    decided = {d["call_id"]: d for d in of(events, "PolicyDecided")}
+    requested = {
+        r["arguments"]["path"]: r for r in of(events, "ToolCallRequested") if r["tool"] != "aider"
+    }
+    assert {p: (r["tool"], decided[r["call_id"]]["decision"]) for p, r in requested.items()} == {
+        "calc.py": ("edit", "allow"),
+        "secret/new.py": ("write_file", "deny"),
+        "secret/token.py": ("edit", "deny"),
+    }
+    completed = {c["call_id"]: c for c in of(events, "ToolCallCompleted")}
+    denied = completed[requested["secret/token.py"]["call_id"]]
+    assert denied["ok"] is False and "reverted" in denied["output"]
+    assert "+token = 'leaked'" in denied["diff"]  # what aider tried, on record
+    # The worktree and the checkpoint hold the allowed edit and nothing of the denied ones.
+    worktree = Path(of(events, "WorkspacePrepared")[0]["path"])
+    assert (worktree / "secret" / "token.py").read_text() == secret
+    assert not (worktree / "secret" / "new.py").exists()
+    assert "return a + b" in (worktree / "calc.py").read_text()
+    [checkpoint] = of(events, "CheckpointCreated")
+    assert checkpoint["changed"] == ["calc.py"]
+    patch = await client.get(f"/api/v1/runs/{run['id']}/artifacts/patch", headers=admin)
+    assert "+    return a + b" in patch.text
+    assert "secret" not in patch.text
+    aider = next(c for c in completed.values() if c["tool"] == "aider")
+    assert aider["ok"] is False
+
+
+async def test_each_turn_is_checkpointed_and_failing_gates_go_back_to_aider(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    ids = await setup(
+        client,
+        admin,
+        tmp_path,
+        scripted_llm,
+        project={"gates": {"tests": "python3 -m unittest -q test_calc", "max_attempts": 2}},
+    )
+    ids.pop("source")
+    # Turn 1: one edit applies, one does not match: aider applies the first and asks
+    # again (its reflection). Turn 2: nothing more. The gates fail (add still
+    # subtracts): their output goes back to aider, whose third call fixes it.
+    scripted_llm.reply(
+        block(
+            "calc.py", "def add(a, b):\n", "def sub(a, b):\n    return a - b\n\n\ndef add(a, b):\n"
+        )
+        + "\n"
+        + block("calc.py", "    return a * b\n", "    return a + b\n")
+    )
+    scripted_llm.reply("The first edit is in; I have nothing more.")
+    scripted_llm.reply(FIX)
+    run = await post(client, admin, "/api/v1/runs", ids)
+    done = await wait_for_end(client, admin, run["id"], timeout=180)
+    assert done["status"] == "succeeded", done["result"]
+    scripted_llm.assert_script_consumed()
+    assert done["steps"] == 3
+
+    events = await events_of(client, admin, run["id"])
+    kinds = [e["type"] for e in events]
+    aiders = [r for r in of(events, "ToolCallRequested") if r["tool"] == "aider"]
+    assert [a["call_id"] for a in aiders] == ["aider-1", "aider-2"]
+    assert "quality gates did not pass" in aiders[1]["arguments"]["message"]
+    assert (
+        "FAIL" in aiders[1]["arguments"]["message"] or "Error" in aiders[1]["arguments"]["message"]
+    )
+    checks = of(events, "QualityGatesChecked")
+    assert [c["passed"] for c in checks] == [False, True]
+    checkpoints = of(events, "CheckpointCreated")
+    assert len(checkpoints) == 2
+    # The first checkpoint was made at the second call, before it went to the model.
+    first = kinds.index("CheckpointCreated")
+    responded = [i for i, k in enumerate(kinds) if k == "ModelResponded"]
+    assert responded[0] < first < responded[1]
+    assert checkpoints[0]["changed"] == ["calc.py"]
+    # What the model was told: the failed edit (aider's reflection), then the gates.
+    requests = scripted_llm.chat_requests
+    assert "SearchReplaceNoExactMatch" in str(requests[1].json["messages"][-1]["content"])
+    assert "quality gates did not pass" in str(requests[2].json["messages"])
+    patch = await client.get(f"/api/v1/runs/{run['id']}/artifacts/patch", headers=admin)
+    assert "+def sub(a, b):" in patch.text and "+    return a + b" in patch.text
+
+
+async def test_a_spent_budget_stops_aider_at_once_with_budget_exceeded(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    scripted_llm.reply(FIX)
+    started = time.monotonic()
+    run = await post(client, admin, "/api/v1/runs", {**ids, "limits": {"max_cost_usd": "0.00001"}})
+    done = await wait_for_end(client, admin, run["id"], timeout=60)
+    assert (done["status"], done["result"]["summary"]) == ("failed", "budget_exceeded"), done
+    assert time.monotonic() - started < 30  # not aider retrying 402s for a minute
+    assert scripted_llm.chat_requests == []  # the proxy refused before any upstream call
+    events = await events_of(client, admin, run["id"])
+    assert of(events, "ModelResponded") == []
+    [aider] = [c for c in of(events, "ToolCallCompleted") if c["tool"] == "aider"]
+    assert aider["ok"] is False
+    assert Decimal(done["cost_usd"]) == 0
+
+
+async def test_cancel_stops_aider_while_it_waits_for_the_model(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    scripted_llm.add(reply(FIX, delay=60))
+    run = await post(client, admin, "/api/v1/runs", ids)
+    await scripted_llm.wait_for_async(lambda llm: len(llm.chat_requests) == 1, timeout=60)
+    started = time.monotonic()
+    await post(client, admin, f"/api/v1/runs/{run['id']}/cancel", {"reason": "enough"})
+    done = await wait_for_end(client, admin, run["id"], timeout=10)
+    assert done["status"] == "cancelled"
+    assert time.monotonic() - started < 5
+    await asyncio.sleep(0.3)
+    # No aider left behind (its command line names its message file).
+    left = subprocess.run(
+        ["pgrep", "-f", "codeforge-aider-message"], capture_output=True, text=True
+    )
+    assert left.stdout.strip() == ""
