@@ -7,6 +7,9 @@
     codeforge config show [--json]           the effective configuration and its sources
     codeforge keys create|list|revoke        API keys
     codeforge secrets set|list|delete        the file secret store under the data dir
+    codeforge repomap PATH [--tokens N] [--focus F ...] [--json]   ranked signatures of a folder
+    codeforge search PATH QUERY [--limit N] [--regex] [--pack] [--json]   hybrid code search
+    codeforge graph PATH callers|callees|importers|neighbours SPEC [--json]   the code graph
 
 Every command takes `--config FILE` (or CODEFORGE_CONFIG). Problems a user can
 fix (bad config, unreachable database) end with one line on stderr and a
@@ -129,7 +132,197 @@ def build_parser() -> argparse.ArgumentParser:
         help="with `set`: read the value from standard input instead of prompting",
     )
     secrets.set_defaults(handler=_secrets)
+    _add_context_commands(commands, common)
     return parser
+
+
+# -- code intelligence: repomap, search, graph -------------------------------------------
+
+
+def _add_context_commands(commands: Any, common: argparse.ArgumentParser) -> None:
+    repomap = commands.add_parser(
+        "repomap", parents=[common], help="the most relevant signatures of a folder, ranked"
+    )
+    repomap.add_argument("path", help="a folder (a git work tree or any source folder)")
+    repomap.add_argument("--tokens", type=int, default=1024, help="token budget (default 1024)")
+    repomap.add_argument(
+        "--focus",
+        nargs="+",
+        default=[],
+        metavar="FILE|SYMBOL",
+        help="files (paths relative to PATH) or symbol names to rank around",
+    )
+    repomap.add_argument("--query", default="", help="task text: names in it are boosted")
+    repomap.add_argument("--json", action="store_true", help="print the structured map as JSON")
+    repomap.set_defaults(handler=_repomap)
+
+    search = commands.add_parser(
+        "search", parents=[common], help="search code: keyword, semantic, repo map and graph"
+    )
+    search.add_argument("path", help="a folder to search")
+    search.add_argument("query", help="what to look for (with --regex: a pattern)")
+    search.add_argument("--limit", type=int, default=20, help="results to show (default 20)")
+    search.add_argument(
+        "--regex", action="store_true", help="grep for an extended regular expression"
+    )
+    search.add_argument("--fixed", action="store_true", help="with --regex: a literal string")
+    search.add_argument(
+        "--pack", action="store_true", help="print a context pack (the text) within --tokens"
+    )
+    search.add_argument("--tokens", type=int, default=4000, help="with --pack: token budget")
+    search.add_argument("--focus", nargs="+", default=[], metavar="FILE|SYMBOL")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    search.set_defaults(handler=_search)
+
+    graph = commands.add_parser("graph", parents=[common], help="query the code graph")
+    graph.add_argument("path", help="a folder")
+    graph.add_argument("query", choices=["callers", "callees", "importers", "neighbours"])
+    graph.add_argument("spec", help="a symbol (name, Class.name or path:name), a file or module")
+    graph.add_argument("--hops", type=int, default=2, help="with neighbours: how far")
+    graph.add_argument("--limit", type=int, default=50, help="results at most")
+    graph.add_argument("--json", action="store_true", help="print JSON")
+    graph.set_defaults(handler=_graph)
+
+
+class _ProgressBar:
+    """Parsing progress on stderr: a bar on a terminal, two lines elsewhere."""
+
+    SHOWN_FROM = 25  # items; a small update is not worth a bar
+
+    def __init__(self, verb: str = "indexed", unit: str = "files") -> None:
+        self._verb, self._unit = verb, unit
+        self._tty = sys.stderr.isatty()
+        self._started: float | None = None
+        self._total = 0
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if total < self.SHOWN_FROM:
+            return
+        if self._started is None:
+            self._started, self._total = time.perf_counter(), total
+            if not self._tty:
+                print(f"codeforge: {self._verb} 0 of {total} {self._unit}…", file=sys.stderr)
+        if self._tty:
+            filled = int(30 * done / total)
+            bar = "#" * filled + "." * (30 - filled)
+            print(f"\r[{bar}] {done}/{total} {self._unit}", end="", file=sys.stderr, flush=True)
+        if done == total:
+            seconds = time.perf_counter() - self._started
+            end = "\n" if self._tty else ""
+            print(
+                f"{end}codeforge: {self._verb} {total} {self._unit} in {seconds:.1f} s",
+                file=sys.stderr,
+            )
+            self._started = None
+
+
+def _engine(loaded: LoadedConfig) -> Any:
+    return _container(loaded).context_engine()
+
+
+def _print_json(value: Any) -> None:
+    import msgspec
+
+    print(msgspec.json.format(msgspec.json.encode(value), indent=2).decode())
+
+
+def _repomap(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    result = _engine(loaded).repo_map(
+        args.path, tokens=args.tokens, focus=args.focus, query=args.query, progress=_ProgressBar()
+    )
+    if args.json:
+        _print_json(result)
+        return EXIT_OK
+    print(result.text, end="" if result.text.endswith("\n") else "\n")
+    print(
+        f"codeforge: {result.tokens} of {result.budget} tokens, "
+        f"{len(result.files)} of {result.files_total} files",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def _search(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    engine = _engine(loaded)
+    if args.regex:
+        found = engine.grep(args.path, args.query, limit=args.limit, fixed=args.fixed)
+        if args.json:
+            _print_json(found)
+            return EXIT_OK
+        for m in found.matches:
+            print(f"{m.path}:{m.line}: {m.text}")
+        if found.truncated:
+            print(f"codeforge: stopped at {args.limit} matches (--limit)", file=sys.stderr)
+        return EXIT_OK
+    progress = _ProgressBar()
+    if args.pack:
+        pack = asyncio.run(
+            engine.context_pack(
+                args.path,
+                args.query,
+                focus=args.focus,
+                token_budget=args.tokens,
+                progress=progress,
+                embed_progress=_ProgressBar("embedded", "chunks"),
+            )
+        )
+        for notice in pack.notices:
+            print(f"codeforge: {notice}", file=sys.stderr)
+        if args.json:
+            _print_json(pack)
+            return EXIT_OK
+        for item in pack.items:
+            print(f"--- {item.path}:{item.start_line}-{item.end_line}  {'; '.join(item.why)}")
+            print(item.text)
+        print(f"codeforge: {pack.tokens} of {pack.token_budget} tokens", file=sys.stderr)
+        return EXIT_OK
+    results = asyncio.run(
+        engine.search(
+            args.path,
+            args.query,
+            limit=args.limit,
+            focus=args.focus,
+            progress=progress,
+            embed_progress=_ProgressBar("embedded", "chunks"),
+        )
+    )
+    for notice in results.notices:
+        print(f"codeforge: {notice}", file=sys.stderr)
+    if args.json:
+        _print_json(results)
+        return EXIT_OK
+    for hit in results.hits:
+        symbol = f"  {hit.symbol}" if hit.symbol else ""
+        print(f"{hit.path}:{hit.start_line}-{hit.end_line}{symbol}  [{', '.join(hit.why)}]")
+        if hit.preview:
+            print(f"    {hit.preview}")
+    if not results.hits:
+        print("codeforge: nothing found", file=sys.stderr)
+    return EXIT_OK
+
+
+def _graph(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    graph = _engine(loaded).graph(args.path, progress=_ProgressBar())
+    if args.query == "callers":
+        hits = graph.callers(args.spec, args.limit)
+    elif args.query == "callees":
+        hits = graph.callees(args.spec, args.limit)
+    elif args.query == "importers":
+        hits = graph.importers(args.spec, args.limit)
+    else:
+        hits = graph.neighbourhood([args.spec], args.hops, args.limit)
+    if args.json:
+        _print_json(hits)
+        return EXIT_OK
+    for hit in hits:
+        where = f"{hit.path}:{hit.line}" if hit.name else hit.path
+        extra = f"  x{hit.uses}" if hit.uses else (f"  ({hit.hops} hops)" if hit.hops > 1 else "")
+        print(f"{where}  {hit.name}{extra}".rstrip())
+    if not hits:
+        print(f"codeforge: no {args.query} found for {args.spec!r}", file=sys.stderr)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,14 +14,18 @@ from pathlib import Path
 
 from dependency_injector import containers, providers
 
+from adapters.embeddings.local import LocalEmbedder
+from adapters.embeddings.local import installed as local_embeddings_installed
 from adapters.git.local import LocalGit
 from adapters.llm.openai import OpenAICompatibleModel
+from adapters.llm.replay import ReplayModel
 from adapters.memory.queue import MemoryQueue
 from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.queue import NatsQueue
 from adapters.policy.allow_all import AllowAllGate
 from adapters.postgres.artifacts import PostgresArtifactStore
 from adapters.postgres.checkpoints import PostgresCheckpointStore
+from adapters.postgres.code_graph import PostgresCodeGraphStore
 from adapters.postgres.costs import PostgresCostLedger
 from adapters.postgres.dead_letters import PostgresDeadLetterStore
 from adapters.postgres.event_feed import PostgresEventFeed
@@ -57,6 +61,8 @@ from codeforge.agent.executor import Stores as AgentStores
 from codeforge.agent.file_tree import FileTreeContext
 from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.agent.workspaces import RunWorkspaces
+from codeforge.context.engine import ContextEngine
+from codeforge.context.projects import ProjectContext
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.llm_socket import LlmProxySocket, socket_path
@@ -70,7 +76,8 @@ from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
-from codeforge.services.checkpoints import BlobCheckpointer
+from codeforge.services.audit import Audit
+from codeforge.services.checkpoints import BlobCheckpointer, CheckpointJanitor
 from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
@@ -85,6 +92,7 @@ from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
 from codeforge.services.run_control import RunControl
+from codeforge.services.run_history import RunHistory
 from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.sandbox_choice import SandboxChoice, SandboxReadiness, choose_sandbox
@@ -200,6 +208,11 @@ async def running_llm_socket(
 def webhook_secret(secrets: Secrets, settings: Settings) -> Callable[[], str | None]:
     name = settings.approvals.webhook_secret
     return lambda: secrets.get(name) if name else None
+
+
+def embedder_kind() -> str:
+    # Semantic search when the optional extra is installed; keyword + graph otherwise.
+    return "local" if local_embeddings_installed() else "none"
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -369,6 +382,11 @@ class Container(containers.DeclarativeContainer):
         checkpoint_store,
         git,
         providers.Callable(lambda p: p / "checkpoints", data_path),
+        max_file_bytes=settings.provided.checkpoints.max_file_bytes,
+        keep_per_run=settings.provided.checkpoints.keep_per_run,
+    )
+    checkpoint_janitor = providers.Singleton(
+        CheckpointJanitor, checkpoint_store, interval=settings.provided.checkpoints.gc_interval
     )
     run_workspaces = providers.Singleton(
         RunWorkspaces, git, projects, providers.Callable(lambda p: p / "runs", data_path)
@@ -381,6 +399,16 @@ class Container(containers.DeclarativeContainer):
     costs = providers.Singleton(Costs, cost_ledger)
     artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
     approvals = providers.Singleton(RunApprovals, event_store, run_control)
+    audit = providers.Singleton(Audit, event_store)
+    run_history = providers.Singleton(
+        RunHistory,
+        runs,
+        event_store,
+        event_log,
+        checkpoint_store,
+        run_control,
+        base_has=projects.provided.base_has,
+    )
 
     llm_proxy = providers.Singleton(
         LlmProxy,
@@ -452,6 +480,7 @@ class Container(containers.DeclarativeContainer):
         llm_settings=settings.provided.llm,
         approval_settings=settings.provided.approvals,
         notifier=approval_notifier,
+        replay_model=providers.Object(ReplayModel),
         public_url=settings.provided.http.public_url,
         aider=aider_backend,
     )
@@ -473,6 +502,20 @@ class Container(containers.DeclarativeContainer):
         ledger=cost_ledger,
         max_attempts=settings.provided.worker.max_attempts,
         interval=settings.provided.worker.reaper_interval,
+    )
+
+    # --- code intelligence (codeforge/context) ------------------------------
+    embedder = providers.Selector(
+        providers.Callable(embedder_kind),
+        local=providers.Singleton(LocalEmbedder),
+        none=providers.Object(None),
+    )
+    context_engine = providers.Singleton(
+        ContextEngine, providers.Callable(lambda p: p / "cache" / "context", data_path), embedder
+    )
+    code_graph_store = providers.Singleton(PostgresCodeGraphStore, db_pool)
+    project_context = providers.Singleton(
+        ProjectContext, projects, context_engine, code_graph_store
     )
 
     # --- HTTP guards --------------------------------------------------------

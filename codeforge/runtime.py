@@ -17,12 +17,15 @@ import structlog
 from codeforge.agent.backends.aider_install import AiderInstall, AiderProbe
 from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.container import Container
+from codeforge.context.projects import ProjectContext
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.services.agents import Agents
 from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
+from codeforge.services.audit import Audit
+from codeforge.services.checkpoints import CheckpointJanitor
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_streams import EventStreams
@@ -31,6 +34,7 @@ from codeforge.services.models import Models
 from codeforge.services.outbox_relay import OutboxRelay
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness
+from codeforge.services.run_history import RunHistory
 from codeforge.services.run_worker import RunWorker
 from codeforge.services.runs import Runs
 from codeforge.services.secrets import Secrets
@@ -62,6 +66,9 @@ class Services:
     artifacts: Artifacts
     llm_proxy: LlmProxy
     approvals: RunApprovals
+    audit: Audit
+    run_history: RunHistory
+    context: ProjectContext
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -157,6 +164,9 @@ class Runtime:
     async def _start_workers(self, with_worker: bool) -> None:
         reaper: LeaseReaper = await self.container.lease_reaper()
         reaper.start()
+        janitor: CheckpointJanitor = await self.container.checkpoint_janitor()
+        janitor.start()
+        self.shutdown.register(Phase.SUSPEND_WORK, "checkpoint janitor", janitor.stop)
         self.shutdown.register(Phase.SUSPEND_WORK, "lease reaper", reaper.stop)
         if not with_worker:
             return
@@ -199,6 +209,9 @@ class Runtime:
             artifacts=await c.artifacts(),
             llm_proxy=await c.llm_proxy(),
             approvals=await c.approvals(),
+            audit=await c.audit(),
+            run_history=await c.run_history(),
+            context=await c.project_context(),
         )
 
     async def _close_resources(self) -> None:

@@ -221,6 +221,17 @@ class ModelSettings(Section, frozen=True):
     context_window: PositiveInt = 128_000
 
 
+class CheckpointSettings(Section, frozen=True):
+    """Checkpoints of runs' worktrees (blobs in PostgreSQL), and their bounds."""
+
+    # Larger files are listed in a checkpoint but not stored (a restore leaves them be).
+    max_file_bytes: PositiveInt = 10 * 1024 * 1024
+    # A run keeps its first checkpoint and this many newest; older ones are pruned.
+    keep_per_run: PositiveInt = 200
+    # Seconds between collections of blobs no checkpoint uses any more.
+    gc_interval: Seconds = 3600.0
+
+
 class ApprovalSettings(Section, frozen=True):
     """What happens when the policy gate asks before a tool call."""
 
@@ -272,6 +283,7 @@ class Settings(Section, frozen=True):
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
     aider: AiderSettings = msgspec.field(default_factory=AiderSettings)
     approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
+    checkpoints: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 

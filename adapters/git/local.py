@@ -867,6 +867,7 @@ class LocalGit:
             scratch.unlink(missing_ok=True)
             self._git(root, "read-tree", base_sha, env=env)
             paths = None if rescan else paths
+        pathspec: list[str] = []
         if paths is None:
             self._stage(root, env=env)
         elif paths:
@@ -874,14 +875,27 @@ class LocalGit:
             # Dropped first, so git reads them again rather than trusting stat data that a
             # same-second, same-size rewrite leaves unchanged.
             self._git(
-                root, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *pathspec, env=env
+                root,
+                "rm",
+                "-r",
+                "-q",
+                "-f",
+                "--cached",
+                "--ignore-unmatch",
+                "--",
+                *pathspec,
+                env=env,
             )
             # A deleted path is now simply absent; git refuses to add what matches nothing.
+            # Forced: a named path is staged even if ignored (a tracked file that matches
+            # an ignore pattern must not look deleted).
             present = [p for p in pathspec if os.path.lexists(root / p)]
             if present:
-                self._stage(root, "--ignore-errors", "--", *present, env=env)
+                self._git(root, "add", "-A", "-f", "--ignore-errors", "--", *present, env=env)
+        else:
+            return []
         _, out, _ = self._runner.run(
-            ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha],
+            ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha, "--", *pathspec],
             cwd=root,
             env=env,
             timeout=self._local_timeout,
@@ -889,12 +903,33 @@ class LocalGit:
         return _parse_raw_diff(out)
 
     @_translated
+    def object_sizes(self, repo: AnyPath, names: Sequence[str]) -> dict[str, int]:
+        root = self._open(repo)
+        if not names:
+            return {}
+        _check_object_names(names)
+        with tempfile.NamedTemporaryFile("wb", suffix=".names") as listing:
+            listing.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names))
+            listing.flush()
+            _, out, _ = self._runner.run(
+                ["cat-file", "--batch-check"],
+                cwd=root,
+                timeout=self._local_timeout,
+                stdin=Path(listing.name),
+            )
+        sizes: dict[str, int] = {}
+        for name, line in zip(names, out.decode("utf-8", "replace").splitlines(), strict=False):
+            fields = line.split()
+            if len(fields) == 3 and fields[1] == "blob":
+                sizes[name] = int(fields[2])
+        return sizes
+
+    @_translated
     def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
         root = self._open(repo)
         if not names:
             return {}
-        if any("\n" in n or "\0" in n for n in names):
-            raise InvalidVcsArgument("an object name holds a newline or NUL")
+        _check_object_names(names)
         found: dict[str, bytes] = {}
         with tempfile.NamedTemporaryFile("wb", suffix=".names") as listing:
             listing.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names))
@@ -1113,6 +1148,11 @@ class LocalGit:
 
 
 _LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
+
+
+def _check_object_names(names: Sequence[str]) -> None:
+    if any("\n" in n or "\0" in n for n in names):
+        raise InvalidVcsArgument("an object name holds a newline or NUL")
 
 
 def _parse_raw_diff(out: bytes) -> list[SnapshotEntry]:

@@ -279,6 +279,21 @@ class MemoryEventStore:
     ) -> list[StoredEvent]:
         return _page_by_position(self._by_agent.get((tenant_id, agent_id), []), after, limit)
 
+    async def load_by_types(
+        self, tenant_id: uuid.UUID, types: Sequence[str], *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        wanted = set(types)
+        records = sorted(
+            (
+                r
+                for log in self._logs.values()
+                for r in log
+                if r.tenant_id == tenant_id and r.type in wanted
+            ),
+            key=lambda r: r.position,
+        )
+        return _page_by_position(records, after, limit)
+
     # -- the rest --------------------------------------------------------------------
 
     def _visible_run(self, tenant_id: uuid.UUID, run_id: uuid.UUID) -> Run:

@@ -354,6 +354,21 @@ class PostgresEventStore:
     ) -> list[StoredEvent]:
         return await self._load_by("agent_id", tenant_id, agent_id, after, limit)
 
+    async def load_by_types(
+        self, tenant_id: uuid.UUID, types: Sequence[str], *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        rules.event_limit(limit)
+        async with self._connection() as conn:
+            cursor = conn.cursor(binary=True)
+            await cursor.execute(
+                f"SELECT {_EVENT_COLUMNS} FROM run_events"  # noqa: S608 - constant columns
+                " WHERE tenant_id = %s AND type = ANY(%s) AND position > %s"
+                " ORDER BY position LIMIT %s",
+                (tenant_id, list(types), after, limit),
+            )
+            rows = await cursor.fetchall()
+        return [_stored(row) for row in rows]
+
     async def _load_by(
         self, column: str, tenant_id: uuid.UUID, value: uuid.UUID, after: int, limit: int
     ) -> list[StoredEvent]:

@@ -21,9 +21,11 @@ Problems that are not the agent's fault end the run with a reason a user can act
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 
+import msgspec
 import structlog
 
 from codeforge.agent.approvals import Approvals
@@ -32,9 +34,11 @@ from codeforge.agent.conversation import Conversation
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.deltas import DeltaPublisher
 from codeforge.agent.gates import GateRunner
+from codeforge.agent.history import Past, load_past
 from codeforge.agent.loop import AgentLoop, LoopSettings, RunScope
 from codeforge.agent.models import endpoint_for, find_model
 from codeforge.agent.prompt import assemble
+from codeforge.agent.replay import divergences
 from codeforge.agent.spending import Spending, budgets_for
 from codeforge.agent.tools import Toolbox, default_toolbox
 from codeforge.agent.workspaces import RunWorkspaces
@@ -46,6 +50,7 @@ from codeforge.domain.events import (
     Event,
     ModelResponded,
     PromptAssembled,
+    RunRewound,
     StoredEvent,
     ToolCallCompleted,
     ToolCallRequested,
@@ -113,6 +118,10 @@ class Plan:
     model: ModelConfig
     endpoint: ModelEndpoint
     budgets: Budgets
+    # Who answers: the model's endpoint, or a replay of a recorded run.
+    llm: LanguageModel
+    # For a replay: the recorded run's log.
+    recorded: list[StoredEvent] | None = None
 
 
 class _Ended(Exception):
@@ -121,6 +130,11 @@ class _Ended(Exception):
     def __init__(self, outcome: Outcome) -> None:
         super().__init__(outcome.summary)
         self.outcome = outcome
+
+
+def _base_of(events: list[StoredEvent]) -> str | None:
+    prepared = next((e.event for e in events if isinstance(e.event, WorkspacePrepared)), None)
+    return prepared.base_commit if prepared is not None else None
 
 
 def _failed(reason: str, summary: str) -> _Ended:
@@ -146,6 +160,7 @@ class AgentExecutor:
         llm_settings: LlmSettings,
         approval_settings: ApprovalSettings,
         notifier: ApprovalNotifier,
+        replay_model: Callable[[list[ModelResponded]], LanguageModel],
         public_url: str = "",
         toolbox: Toolbox | None = None,
         aider: AiderBackend | None = None,
@@ -165,6 +180,7 @@ class AgentExecutor:
         self._llm_settings = llm_settings
         self._approval_settings = approval_settings
         self._notifier = notifier
+        self._replay_model = replay_model
         self._public_url = public_url.rstrip("/")
         self._toolbox = toolbox or default_toolbox()
         self._aider = aider
@@ -172,13 +188,18 @@ class AgentExecutor:
     async def execute(self, run: Run, cancel: RunControls, journal: Journal) -> Outcome:
         structlog.contextvars.bind_contextvars(run_id=str(run.id))
         try:
-            history = await self._stores.events.load(run.tenant_id, run.id)
-            plan = await self._plan(run)
-            workspace = await self._workspace(run, plan.project, history, journal)
+            past = await load_past(self._stores.events, run.tenant_id, run.id)
+            history = past.events
+            plan = await self._plan(run, past)
+            workspace = await self._workspace(run, plan, history, journal)
+            if past.pending_rewind is not None:
+                await self._rewind(workspace, past.pending_rewind, journal)
             try:
                 outcome = await self._work(run, plan, workspace, history, cancel, journal)
             finally:
                 await self._ledger.release_run(run.tenant_id, run.id)
+            if plan.recorded is not None:
+                outcome = await self._compare(run, plan.recorded, outcome, journal)
             if (
                 outcome.reason == "quality_gates_failed"
                 and plan.project.gates.rollback_on_gate_fail
@@ -193,7 +214,7 @@ class AgentExecutor:
 
     # -- what the run needs -------------------------------------------------------------
 
-    async def _plan(self, run: Run) -> Plan:
+    async def _plan(self, run: Run, past: Past) -> Plan:
         s = self._stores
         try:
             task = await s.tasks.get(run.tenant_id, run.task_id)
@@ -211,11 +232,29 @@ class AgentExecutor:
         except PortError as e:  # the model's API key is missing from the secret store
             raise _failed("invalid_run", str(e)) from e
         budgets = await budgets_for(run, project, s.tenants)
-        return Plan(task, agent, project, model, endpoint, budgets)
+        if past.origin.replay_of is None:
+            return Plan(task, agent, project, model, endpoint, budgets, llm=self._llm)
+        recorded = await s.events.load(run.tenant_id, past.origin.replay_of)
+        replies = [e.event for e in recorded if isinstance(e.event, ModelResponded)]
+        # A replay calls no model, so it costs nothing and no budget binds it.
+        free = msgspec.structs.replace(
+            model, input_price_per_mtok=Decimal(0), output_price_per_mtok=Decimal(0)
+        )
+        return Plan(
+            task,
+            agent,
+            project,
+            free,
+            endpoint,
+            Budgets(),
+            llm=self._replay_model(replies),
+            recorded=recorded,
+        )
 
     async def _workspace(
-        self, run: Run, project: Project, history: list[StoredEvent], journal: Journal
+        self, run: Run, plan: Plan, history: list[StoredEvent], journal: Journal
     ) -> RunWorkspace:
+        project = plan.project
         prepared = next(
             (e.event for e in reversed(history) if isinstance(e.event, WorkspacePrepared)), None
         )
@@ -230,8 +269,10 @@ class AgentExecutor:
             if await self._workspaces.is_here(run, found):
                 return found  # this worker's own worktree, as the run left it
             return await self._rebuild(run, project, found, history, journal)
+        # A replay starts where the run it replays started.
+        base = _base_of(plan.recorded) if plan.recorded is not None else None
         try:
-            workspace = await self._workspaces.prepare(run, project)
+            workspace = await self._workspaces.prepare(run, project, base=base)
         except (DomainError, PortError) as e:
             message = e.message if isinstance(e, DomainError) else str(e)
             raise _failed("workspace_error", f"cannot prepare the run's worktree: {message}") from e
@@ -241,6 +282,31 @@ class AgentExecutor:
             )
         )
         return workspace
+
+    async def _rewind(self, workspace: RunWorkspace, rewound: RunRewound, journal: Journal) -> None:
+        """Put the worktree back as it was at the rewind's target (its checkpoint, or base)."""
+        why = f"rewound to seq {rewound.to_seq}"
+        if rewound.checkpoint_id is not None:
+            paths = await self._checkpoints.restore(workspace, rewound.checkpoint_id)
+            await journal.append(
+                CheckpointRestored(checkpoint_id=rewound.checkpoint_id, paths=paths, reason=why)
+            )
+        else:
+            paths = await self._checkpoints.reset(workspace)
+            await journal.append(WorkspaceRolledBack(paths=paths, reason=why))
+        log.info("run rewound", to_seq=rewound.to_seq, paths=len(paths))
+
+    async def _compare(
+        self, run: Run, recorded: list[StoredEvent], outcome: Outcome, journal: Journal
+    ) -> Outcome:
+        """A replay reports every call that came out differently from the recording."""
+        replayed = await self._stores.events.load(run.tenant_id, run.id)
+        found = divergences(recorded, replayed)
+        if found:
+            await journal.append(*found)
+        source = recorded[0].run_id
+        artifact = {**outcome.artifact, "replay_of": str(source), "diverged": len(found)}
+        return msgspec.structs.replace(outcome, artifact=artifact)
 
     async def _rebuild(
         self,
@@ -326,7 +392,7 @@ class AgentExecutor:
                 plan, workspace, sandbox, history, journal
             )
             loop = AgentLoop(
-                self._llm,
+                plan.llm,
                 self._toolbox,
                 self._gate,
                 self._checkpoints,
@@ -483,6 +549,14 @@ class AgentExecutor:
             events += await self._settle_interrupted(events, workspace, journal)
             steps = sum(1 for e in events if isinstance(e, ModelResponded))
             return Conversation.from_events(events), steps
+        if plan.recorded is not None:
+            prompt_event = next(
+                (e.event for e in plan.recorded if isinstance(e.event, PromptAssembled)), None
+            )
+            if prompt_event is None:
+                raise _failed("invalid_run", "the run to replay never assembled its prompt")
+            await journal.append(prompt_event)
+            return Conversation(prompt_event.system, prompt_event.user), 0
         context = await self._context.build(
             workspace.path, plan.task.prompt, token_budget=self._settings.context_tokens
         )

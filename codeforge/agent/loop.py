@@ -66,6 +66,7 @@ from codeforge.ports.llm import (
     LanguageModel,
     LlmContextTooLong,
     LlmError,
+    LlmScriptExhausted,
     ModelEndpoint,
     ToolCall,
 )
@@ -204,6 +205,8 @@ class AgentLoop:
             return Outcome(status="failed", reason="budget_exceeded", summary=e.message)
         except MergeConflict as e:
             return Outcome(status="failed", reason="merge_conflict", summary=e.message)
+        except LlmScriptExhausted as e:
+            return Outcome(status="failed", reason="replay_exhausted", summary=e.message)
         except LlmContextTooLong as e:
             return Outcome(status="failed", reason="context_too_long", summary=e.message)
         except LlmError as e:

@@ -28,13 +28,14 @@ class RunWorkspaces:
     def path_of(self, run: Run) -> Path:
         return self._runs_dir / str(run.id)
 
-    async def prepare(self, run: Run, project: Project) -> RunWorkspace:
-        """A new worktree for the run, on its own branch from the project's default branch."""
+    async def prepare(self, run: Run, project: Project, *, base: str | None = None) -> RunWorkspace:
+        """A new worktree for the run, on its own branch from `base` (default: the head of
+        the project's default branch)."""
         clone = await self._projects.ensure_workspace(project)
         path = self.path_of(run)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
         branch = run_branch(str(run.id))
-        await self._git.create_worktree(clone, path, branch, base=project.default_branch)
+        await self._git.create_worktree(clone, path, branch, base=base or project.default_branch)
         status = await self._git.status(path)
         assert status.head is not None  # a worktree made at a commit
         return RunWorkspace(
@@ -46,19 +47,21 @@ class RunWorkspaces:
         )
 
     async def recreate(self, run: Run, project: Project, previous: RunWorkspace) -> RunWorkspace:
-        """The run's worktree again, on this host, at its base commit (a run resumed by a
-        worker on another host, or whose worktree was removed); its files come back from
-        the latest checkpoint, which the caller restores."""
+        """The run's worktree again, on this host, at `previous`'s base commit (a run
+        resumed by a worker on another host, whose worktree was removed, or a fork); its
+        files come back from the latest checkpoint, which the caller restores."""
         clone = await self._projects.ensure_workspace(project)
         path = self.path_of(run)
         await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
-        await self._git.create_worktree(clone, path, previous.branch, base=previous.base_commit)
+        # The run's own branch: a fork rebuilds its source's files on a branch of its own.
+        branch = run_branch(str(run.id))
+        await self._git.create_worktree(clone, path, branch, base=previous.base_commit)
         return RunWorkspace(
             tenant_id=run.tenant_id,
             run_id=run.id,
             path=str(path),
             base_commit=previous.base_commit,
-            branch=previous.branch,
+            branch=branch,
         )
 
     async def is_here(self, run: Run, workspace: RunWorkspace) -> bool:

@@ -20,11 +20,12 @@ class StartRun(Struct, frozen=True, kw_only=True):
 
 
 class ControlRun(Struct, frozen=True, kw_only=True):
-    """A decision for the worker holding a run's lease: cancel it, or answer an approval."""
+    """A decision for the worker holding a run's lease: cancel or suspend (pause) it, or
+    answer an approval."""
 
     run_id: uuid.UUID
     tenant_id: uuid.UUID
-    action: Literal["cancel", "approve", "deny"]
+    action: Literal["cancel", "approve", "deny", "suspend"]
     approval_id: str | None = None
     reason: str = ""
     # For approvals: this call only, or calls the same rule asks about for the rest of the run.

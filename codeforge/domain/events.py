@@ -40,6 +40,11 @@ class RunRequested(Event, frozen=True, kw_only=True):
     limits: Limits = Limits()
     policy_overrides: dict[str, Any] = {}
     requested_by: uuid.UUID | None = None
+    # A fork continues another run's conversation and files from its event at fork_seq.
+    forked_from: uuid.UUID | None = None
+    fork_seq: int | None = None
+    # A replay re-executes another run with its recorded model responses.
+    replay_of: uuid.UUID | None = None
 
 
 class RunStarted(Event, frozen=True, kw_only=True):
@@ -165,6 +170,34 @@ class CheckpointCreated(Event, frozen=True, kw_only=True):
     bytes: int = 0
 
 
+class RunRewound(Event, frozen=True, kw_only=True):
+    """The run goes back to its event at `to_seq`: what followed is dropped from its
+    conversation, and its files go back to the checkpoint at or before it (the base
+    commit when none is). Written while the run is suspended; applied on resume."""
+
+    to_seq: int
+    checkpoint_id: uuid.UUID | None = None
+    requested_by: uuid.UUID | None = None
+
+
+class RunResumeRequested(Event, frozen=True, kw_only=True):
+    """Someone asked a suspended run to go on (a worker takes it and resumes it)."""
+
+    requested_by: uuid.UUID | None = None
+
+
+class ReplayDiverged(Event, frozen=True, kw_only=True):
+    """A replay differed from the recorded run at this call."""
+
+    step: int
+    call_id: str
+    tool: str
+    # What differed: "ok", "output", "exit_code", "decision", "missing", "extra".
+    field: str
+    recorded: str = ""
+    replayed: str = ""
+
+
 class ApprovalRequested(Event, frozen=True, kw_only=True):
     """The policy gate asked: the run waits for an approver (status waiting_approval)."""
 
@@ -261,6 +294,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ToolCallCompleted,
         CheckpointCreated,
         CheckpointRestored,
+        RunRewound,
+        RunResumeRequested,
+        ReplayDiverged,
         ApprovalRequested,
         ApprovalDecided,
         QualityGatesChecked,

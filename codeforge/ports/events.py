@@ -125,6 +125,13 @@ class EventStore(Protocol):
         """As `load_by_task`, for every run of the agent."""
         ...
 
+    async def load_by_types(
+        self, tenant_id: uuid.UUID, types: Sequence[str], *, after: int = 0, limit: int = 500
+    ) -> list[StoredEvent]:
+        """As `load_by_task`, for the tenant's events of the given type names (the audit
+        trail reads decisions and deliveries across every run this way)."""
+        ...
+
 
 # Characters of text in one delta notice: JSON-escaped and UTF-8 encoded it stays far
 # below PostgreSQL's 8,000-byte NOTIFY cap (at most 6 bytes per character).

@@ -34,7 +34,8 @@ Errors (raised `from` the underlying exception):
         +-- LlmBadRequest              400/422: the provider refused the request as sent
         +-- LlmBadResponse             the reply is not a valid chat completion
         +-- LlmUnavailable             (DependencyUnavailable) out of reach, 429 or 5xx after
-                                       every retry, timeout, or the circuit breaker is open
+        |                              every retry, timeout, or the circuit breaker is open
+        +-- LlmScriptExhausted         a replay served every recorded response already
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ __all__ = [
     "LlmContextTooLong",
     "LlmError",
     "LlmModelNotFound",
+    "LlmScriptExhausted",
     "LlmUnavailable",
     "ModelEndpoint",
     "Role",
@@ -98,6 +100,10 @@ class LlmBadRequest(LlmError):
 
 class LlmBadResponse(LlmError):
     """The provider's answer is not a chat completion this adapter can read."""
+
+
+class LlmScriptExhausted(LlmError):
+    """A replay adapter has no recorded response left for this call."""
 
 
 class LlmUnavailable(LlmError, DependencyUnavailable):

@@ -28,6 +28,9 @@ import structlog
 
 from codeforge.domain.ids import new_id
 from codeforge.ports.checkpoints import Checkpoint, CheckpointStore, FileEntry, RunWorkspace
+from codeforge.ports.errors import PortError
+from codeforge.ports.vcs import SnapshotEntry
+from codeforge.services.background import Background
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.git_work import GitRunner
 
@@ -38,18 +41,35 @@ SUBMODULE_MODE = 0o160000
 
 
 class BlobCheckpointer:
-    """`CheckpointHook` over a git scratch index and a `CheckpointStore`."""
+    """`CheckpointHook` over a git scratch index and a `CheckpointStore`.
+
+    Bounded: a file larger than `max_file_bytes` is listed but not stored (`skipped`;
+    a restore leaves it alone), generated files are never staged (the git adapter's
+    rule), and a run keeps its first checkpoint and its `keep_per_run` newest — older
+    ones are pruned, and blobs no checkpoint uses any more are collected by
+    `collect_garbage` (the janitor, `CheckpointJanitor`).
+    """
 
     def __init__(
-        self, store: CheckpointStore, git: GitRunner, scratch_dir: Path, clock: Clock = utc_now
+        self,
+        store: CheckpointStore,
+        git: GitRunner,
+        scratch_dir: Path,
+        *,
+        max_file_bytes: int = 10 * 1024 * 1024,
+        keep_per_run: int = 200,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._git = git
         self._scratch = scratch_dir
+        self._max_file = max_file_bytes
+        self._keep = keep_per_run
         self._clock = clock
         # The newest checkpoint of each run this process made, so the next one need
         # not read it back; the store is asked when a run resumes elsewhere.
         self._last: dict[uuid.UUID, Checkpoint] = {}
+        self._made: dict[uuid.UUID, int] = {}
 
     async def checkpoint(
         self, workspace: RunWorkspace, after_seq: int, touched: Sequence[str] | None
@@ -64,22 +84,13 @@ class BlobCheckpointer:
             index_file=self._index_of(workspace),
             paths=None if touched is None else list(touched),
         )
-        # Git's blob id identifies content as well as sha256 does; read what is new.
-        known = {e.path: e for e in entries if e.mode != SUBMODULE_MODE}
-        unread = [e.blob for e in known.values() if e.blob is not None]
-        contents = await self._git.read_objects(workspace.path, sorted(set(unread)))
-        files: dict[str, FileEntry] = {}
-        blobs: dict[str, bytes] = {}
-        for path, entry in known.items():
-            if entry.blob is None:
-                files[path] = FileEntry(sha256=None, mode=0)
-                continue
-            data = contents.get(entry.blob)
-            if data is None:
-                continue  # vanished between staging and reading: the next scan sees it
-            sha = hashlib.sha256(data).hexdigest()
-            files[path] = FileEntry(sha256=sha, mode=entry.mode, size=len(data))
-            blobs[sha] = data
+        if touched is None:
+            files: dict[str, FileEntry] = {}
+        else:
+            # Only the touched paths were looked at: everything else is as it was.
+            named = set(touched)
+            files = {p: e for p, e in before.items() if p not in named}
+        blobs = await self._entries(workspace, entries, files)
         changed = tuple(
             sorted(p for p in set(files) | set(before) if files.get(p) != before.get(p))
         )
@@ -99,7 +110,45 @@ class BlobCheckpointer:
         )
         await self._store.save(made)
         self._last[workspace.run_id] = made
+        await self._prune(workspace)
         return made
+
+    async def _entries(
+        self,
+        workspace: RunWorkspace,
+        entries: Sequence[SnapshotEntry],
+        files: dict[str, FileEntry],
+    ) -> dict[str, bytes]:
+        """Add what the snapshot found to `files`; the contents to store, by sha256."""
+        # Git's blob id identifies content as well as sha256 does; read what is new.
+        known = [e for e in entries if e.mode != SUBMODULE_MODE]
+        wanted = sorted({e.blob for e in known if e.blob is not None})
+        sizes = await self._git.object_sizes(workspace.path, wanted)
+        small = [b for b in wanted if sizes.get(b, 0) <= self._max_file]
+        contents = await self._git.read_objects(workspace.path, small)
+        blobs: dict[str, bytes] = {}
+        for entry in known:
+            if entry.blob is None:
+                files[entry.path] = FileEntry(sha256=None, mode=0)
+                continue
+            size = sizes.get(entry.blob)
+            if size is not None and size > self._max_file:
+                why = f"larger than {self._max_file} bytes"
+                files[entry.path] = FileEntry(sha256=None, mode=entry.mode, size=size, skipped=why)
+                continue
+            data = contents.get(entry.blob)
+            if data is None:
+                continue  # vanished between staging and reading: the next scan sees it
+            sha = hashlib.sha256(data).hexdigest()
+            files[entry.path] = FileEntry(sha256=sha, mode=entry.mode, size=len(data))
+            blobs[sha] = data
+        return blobs
+
+    async def _prune(self, workspace: RunWorkspace) -> None:
+        made = self._made[workspace.run_id] = self._made.get(workspace.run_id, 0) + 1
+        # Every tenth checkpoint past the bound (a delete per checkpoint would be waste).
+        if made > self._keep and made % 10 == 0:
+            await self._store.prune(workspace.tenant_id, workspace.run_id, self._keep)
 
     async def restore(self, workspace: RunWorkspace, checkpoint_id: uuid.UUID) -> list[str]:
         target = await self._store.get(workspace.tenant_id, checkpoint_id)
@@ -115,6 +164,7 @@ class BlobCheckpointer:
             workspace.path, workspace.base_commit, index_file=self._index_of(workspace)
         )
         to_base = [e.path for e in current if e.path not in files]
+        skipped = {p for p, e in files.items() if e.skipped}
         base_contents = await self._git.read_objects(
             workspace.path, [f"{workspace.base_commit}:{p}" for p in to_base]
         )
@@ -125,6 +175,8 @@ class BlobCheckpointer:
             await asyncio.to_thread(_put, root, path, data, None)
             changed.append(path)
         for path, entry in files.items():
+            if path in skipped:
+                continue  # never stored: left as it is
             data = None if entry.sha256 is None else await self._store.blob(entry.sha256)
             await asyncio.to_thread(_put, root, path, data, entry.mode)
             changed.append(path)
@@ -133,12 +185,12 @@ class BlobCheckpointer:
         else:
             self._last.pop(workspace.run_id, None)
         # Files were rewritten behind git's back, maybe within the second it last looked
-        # and at the same size: make git read them instead of trusting its stat cache.
+        # and at the same size: make git read those again instead of trusting its stat cache.
         await self._git.snapshot(
             workspace.path,
             workspace.base_commit,
             index_file=self._index_of(workspace),
-            rescan=True,
+            paths=sorted(set(changed)),
         )
         log.info("checkpoint restored", run_id=str(workspace.run_id), paths=len(changed))
         return sorted(set(changed))
@@ -183,3 +235,30 @@ def _put(root: Path, relative: str, data: bytes | None, mode: int | None) -> Non
     fd = os.open(path, flags, 0o755 if mode == 0o100755 else 0o644)
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+
+
+class CheckpointJanitor:
+    """Collects checkpoint blobs that no checkpoint uses any more (pruned ones'), now and
+    then, in every process (a delete is idempotent, so several janitors do no harm)."""
+
+    def __init__(self, store: CheckpointStore, *, interval: float = 3600.0) -> None:
+        self._store = store
+        self._interval = interval
+        self._loop = Background("checkpoint janitor", self._run)
+
+    def start(self) -> None:
+        self._loop.start()
+
+    async def stop(self) -> None:
+        await self._loop.stop()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                collected = await self._store.collect_garbage()
+            except PortError as e:
+                log.warning("checkpoint garbage collection failed", error=str(e))
+                continue
+            if collected:
+                log.info("checkpoint blobs collected", blobs=collected)

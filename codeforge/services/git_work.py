@@ -165,6 +165,9 @@ class GitRunner:
             self._vcs.snapshot, repo, base, index_file=index_file, paths=paths, rescan=rescan
         )
 
+    async def object_sizes(self, repo: AnyPath, names: Sequence[str]) -> dict[str, int]:
+        return await self._call(self._vcs.object_sizes, repo, names)
+
     async def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
         return await self._call(self._vcs.read_objects, repo, names)
 

@@ -157,6 +157,18 @@ class Projects(Catalog[Project]):
             raise
         return info
 
+    async def base_has(
+        self, tenant_id: uuid.UUID, project_id: uuid.UUID, commit: str, paths: list[str]
+    ) -> set[str]:
+        """Which of `paths` exist at `commit` in the project's clone on this host (none
+        when the clone is elsewhere)."""
+        project = await self._store.get(tenant_id, project_id)
+        workspace = self.workspace(project)
+        if not paths or not await asyncio.to_thread(workspace.is_dir):
+            return set()
+        found = await self._git.read_objects(workspace, [f"{commit}:{p}" for p in paths])
+        return {name.split(":", 1)[1] for name in found}
+
     def check_update(self, current: Project, changes: dict[str, Any]) -> None:
         validate_budget(changes.get("budget_usd"))
 

@@ -89,6 +89,8 @@ class _Held:
         self.run = run
         self.journal = journal
         self.cancel = Controls()
+        # Set when a user paused the run: it is suspended without being queued again.
+        self.paused = ""
         self.cancel_reason = ""
         self.task: asyncio.Task[None] | None = None
 
@@ -188,6 +190,10 @@ class RunWorker:
             try:
                 outcome = await self._executor.execute(run, held.cancel, held.journal)
             except asyncio.CancelledError:
+                if held.paused:
+                    # Paused by a user: it waits until someone resumes it.
+                    await self._finish(held, RunSuspended(reason=held.paused))
+                    raise
                 # Queued again in the same write: another worker (or this one, restarted)
                 # resumes it — a deploy never ends a paid run.
                 await self._finish(
@@ -213,6 +219,10 @@ class RunWorker:
             held.cancel_reason = command.reason or "cancelled by user"
             held.cancel.set()
             log.info("run cancel received", run_id=str(held.run.id))
+        elif command.action == "suspend" and held.task is not None and not held.paused:
+            held.paused = command.reason or "paused by user"
+            held.task.cancel()
+            log.info("run pause received", run_id=str(held.run.id))
         elif command.action in ("approve", "deny") and command.approval_id:
             held.cancel.deliver(
                 command.approval_id,

@@ -68,6 +68,9 @@ class Runs:
         limits: Limits | None = None,
         policy_overrides: dict[str, Any] | None = None,
         request_id: str | None = None,
+        forked_from: uuid.UUID | None = None,
+        fork_seq: int | None = None,
+        replay_of: uuid.UUID | None = None,
     ) -> Run:
         principal.require_mutation()
         if deliver in (DeliverMode.BRANCH, DeliverMode.PR):
@@ -95,6 +98,9 @@ class Runs:
             limits=Limits.tightest(tenant_limits, project.limits, agent.limits, limits),
             policy_overrides=dict(policy_overrides or {}),
             requested_by=principal.key_id,
+            forked_from=forked_from,
+            fork_seq=fork_seq,
+            replay_of=replay_of,
         )
         run_id = new_id()
         run = Run.requested(run_id, tenant, requested, self._clock())

@@ -195,6 +195,32 @@ class EventStoreContract:
             )
         assert (await store.get_run(tenant_id, run.id)).status is RunStatus.SUSPENDED
 
+    async def test_events_are_read_by_type_across_the_tenants_runs_in_log_order(
+        self, store: EventStore, tenant_id: uuid.UUID
+    ) -> None:
+        first, _ = await self.create(store, tenant_id)
+        second, _ = await self.create(store, tenant_id)
+        other, _ = await self.create(store, uuid.uuid4())
+        context = EventContext(tenant_id=tenant_id)
+        beat = HeartbeatRecorded(worker="w", lease_expires_at=datetime.now(UTC))
+        await store.append(
+            first.id,
+            [RunStarted(worker="w", lease_expires_at=datetime.now(UTC))],
+            expected_seq=1,
+            context=context,
+        )
+        await store.append(second.id, [RunCancelled()], expected_seq=1, context=context)
+        await store.append(first.id, [beat], expected_seq=2, context=context)
+        found = await store.load_by_types(tenant_id, ["RunCancelled", "HeartbeatRecorded"])
+        assert [(e.run_id, e.type) for e in found] == [
+            (second.id, "RunCancelled"),
+            (first.id, "HeartbeatRecorded"),
+        ]
+        page = await store.load_by_types(tenant_id, ["RunRequested"], limit=1)
+        rest = await store.load_by_types(tenant_id, ["RunRequested"], after=page[0].position)
+        assert [e.run_id for e in page + rest] == [first.id, second.id]
+        assert other.id not in {e.run_id for e in page + rest}
+
     # -- creating a run --------------------------------------------------------------
 
     async def test_create_run_stores_the_projection_the_first_event_and_the_outbox_message(

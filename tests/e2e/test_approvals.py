@@ -256,3 +256,45 @@ async def test_a_headless_run_decides_asks_by_the_auto_approval_rules(
     # The mount sandbox isolates nothing: a command there needs a person.
     assert (decided["decision"], decided["decided_by"]) == ("deny", "auto")
     assert "isolating sandbox" in decided["reason"]
+
+
+async def test_the_audit_trail_says_who_requested_decided_and_delivered(
+    asking: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    scripted_llm.reply(tool_calls=[("bash", {"command": "echo x > x.txt"})])
+    scripted_llm.reply(tool_calls=[("finish", {"summary": "wrote x"})])
+    run = await post(client, admin, "/api/v1/runs", ids)
+    ask = await pending(client, admin, run["id"])
+    await client.post(
+        f"/api/v1/runs/{run['id']}/approvals/{ask['approval_id']}",
+        json={"decision": "allow"},
+        headers=admin,
+    )
+    await wait_for_end(client, admin, run["id"])
+    me = (await client.get("/api/v1/keys", headers=admin)).json()["items"][0]["id"]
+
+    trail = (await client.get("/api/v1/audit", headers=admin)).json()
+    rows = [(e["action"], e["who"], e["decision"], e["subject"]) for e in trail["items"]]
+    assert rows == [
+        ("RunRequested", me, None, "deliver patch"),
+        ("PolicyDecided", me, "ask", "bash"),
+        ("ApprovalDecided", me, "allow", ask["approval_id"]),
+        ("PolicyDecided", me, "allow", "finish"),
+        ("ArtifactStored", me, None, "patch"),
+        ("RunCompleted", me, "succeeded", "patch"),
+    ]
+    approvals_only = (await client.get("/api/v1/audit?kind=approval", headers=admin)).json()
+    assert [e["action"] for e in approvals_only["items"]] == ["ApprovalDecided"]
+    later = (await client.get(f"/api/v1/audit?after={trail['next_after']}", headers=admin)).json()
+    assert later["items"] == []
+    other = await asking.services.api_keys.create_for_tenant_name(
+        name="x", role=Role.ADMIN, tenant="elsewhere"
+    )
+    theirs = await client.get("/api/v1/audit", headers={"Authorization": f"Bearer {other.secret}"})
+    assert theirs.json()["items"] == []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -253,3 +254,54 @@ def test_headless_rules_follow_the_sandboxs_isolation() -> None:
     assert auto_decision("bash", isolated)[0]
     assert not auto_decision("bash", Capabilities(isolates_filesystem=True))[0]
     assert not auto_decision("network", isolated)[0]
+
+
+# -- a run's past: rewinds ---------------------------------------------------------------
+
+
+def test_a_rewind_drops_what_followed_but_keeps_the_checkpoint_of_its_target() -> None:
+    from codeforge.agent.history import _apply_rewinds
+    from codeforge.domain.events import (
+        CheckpointCreated,
+        CheckpointRestored,
+        RunRewound,
+        RunStarted,
+        StoredEvent,
+    )
+
+    run = uuid.uuid4()
+
+    def stored(seq: int, event: Any) -> StoredEvent:
+        return StoredEvent(
+            run_id=run, seq=seq, type=type(event).__name__, schema_version=1, event=event,
+            tenant_id=run, created_at=NOW,
+        )  # fmt: skip
+
+    cp1, cp2 = uuid.uuid4(), uuid.uuid4()
+    log = [
+        stored(1, PromptAssembled(model="m", system="s", user="u")),
+        stored(2, RunStarted(worker="w", lease_expires_at=NOW)),
+        stored(3, ToolCallCompleted(call_id="a", tool="write_file", ok=True)),
+        stored(4, CheckpointCreated(checkpoint_id=cp1, after_seq=3)),
+        stored(5, ToolCallCompleted(call_id="b", tool="write_file", ok=True)),
+        stored(6, CheckpointCreated(checkpoint_id=cp2, after_seq=5)),
+        stored(7, RunRewound(to_seq=3, checkpoint_id=cp1)),
+    ]
+    kept, pending = _apply_rewinds(log)
+    assert [e.seq for e in kept] == [1, 2, 3, 4, 7]
+    assert pending is not None
+    assert pending.checkpoint_id == cp1
+    applied = [*log, stored(8, CheckpointRestored(checkpoint_id=cp1, reason="rewound"))]
+    assert _apply_rewinds(applied)[1] is None
+
+
+def test_replay_outputs_are_compared_without_durations_times_and_addresses() -> None:
+    from codeforge.agent.replay import _steady
+
+    assert _steady("Ran 1 test in 0.006s\nOK") == _steady("Ran 1 test in 0.013s\nOK")
+    assert _steady("took 12.5 ms at 2026-12-01T07:39:35.265254Z") == _steady(
+        "took 3 ms at 2027-01-02T00:00:00Z"
+    )
+    assert _steady("<obj at 0x7f8df9095030>") == _steady("<obj at 0x7f0000000001>")
+    assert _steady("5 passed") != _steady("4 passed")
+    assert _steady("1733038775123456789") != _steady("1733038775999999999")

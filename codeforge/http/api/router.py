@@ -12,6 +12,8 @@ from litestar.di import NamedDependency, Provide
 
 from codeforge.domain.keys import Principal
 from codeforge.http.api.agents import AgentController
+from codeforge.http.api.audit import AuditController
+from codeforge.http.api.context import ContextController
 from codeforge.http.api.costs import CostController
 from codeforge.http.api.dead_letters import DeadLetterController
 from codeforge.http.api.keys import KeyController
@@ -58,6 +60,8 @@ def api_router(runtime: Runtime) -> Router:
             SessionController,
             DeadLetterController,
             CostController,
+            AuditController,
+            ContextController,
         ],
         dependencies={
             "principal": Provide(principal_of, sync_to_thread=False),
@@ -73,6 +77,9 @@ def api_router(runtime: Runtime) -> Router:
             "costs": service("costs"),
             "artifacts": service("artifacts"),
             "approvals": service("approvals"),
+            "audit": service("audit"),
+            "history": service("run_history"),
+            "context": service("context"),
         },
         middleware=[
             rate_limits.by_ip_middleware(),

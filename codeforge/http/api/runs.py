@@ -23,12 +23,16 @@ from codeforge.http.api.schemas import (
     ListPage,
     RunCancel,
     RunCreate,
+    RunForkBody,
+    RunPause,
+    RunRewindBody,
 )
 from codeforge.http.api.views import event_list, event_view
 from codeforge.ports.artifacts import ArtifactInfo
 from codeforge.services.approvals import Approval, RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.event_streams import EventStreams, Heartbeat, LiveDelta, StatusChange
+from codeforge.services.run_history import RewindPlan, RunHistory
 from codeforge.services.runs import Runs
 
 LastEventId = Annotated[
@@ -105,6 +109,84 @@ class RunController(Controller):
         data: JSONBody[RunCancel | None] = None,
     ) -> Run:
         return await runs.cancel(principal, run_id, data.reason if data else "")
+
+    @post(
+        "/{run_id:uuid}/pause",
+        status_code=202,
+        summary="Pause a run (suspend it until resumed)",
+        description=(
+            "A waiting run is suspended at once; a running one by its worker, within a "
+            "second (its model call or command is stopped, and on resume the model is told)."
+        ),
+    )
+    async def pause(
+        self,
+        run_id: FromPath[uuid.UUID],
+        history: NamedDependency[RunHistory],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+        data: JSONBody[RunPause | None] = None,
+    ) -> Run:
+        return await history.pause(principal, run_id, data.reason if data else "")
+
+    @post("/{run_id:uuid}/resume", status_code=202, summary="Resume a suspended run")
+    async def resume(
+        self,
+        run_id: FromPath[uuid.UUID],
+        history: NamedDependency[RunHistory],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> Run:
+        return await history.resume(principal, run_id)
+
+    @post(
+        "/{run_id:uuid}/rewind",
+        status_code=200,
+        summary="Take a suspended run back to one of its events (files and conversation)",
+        description=(
+            "With `dry_run`, only says which files would be written and deleted. Otherwise "
+            "records the rewind and queues the run: the worker that resumes it restores the "
+            "files and continues the conversation from there."
+        ),
+    )
+    async def rewind(
+        self,
+        run_id: FromPath[uuid.UUID],
+        data: JSONBody[RunRewindBody],
+        history: NamedDependency[RunHistory],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> RewindPlan:
+        return await history.rewind(principal, run_id, data.to_seq, dry_run=data.dry_run)
+
+    @post(
+        "/{run_id:uuid}/fork",
+        summary="Start a new run that continues this one from one of its events",
+    )
+    async def fork(
+        self,
+        run_id: FromPath[uuid.UUID],
+        data: JSONBody[RunForkBody],
+        history: NamedDependency[RunHistory],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> Run:
+        return await history.fork(
+            principal, run_id, data.at_seq, mode=data.mode, deliver=data.deliver, limits=data.limits
+        )
+
+    @post(
+        "/{run_id:uuid}/replay",
+        summary="Re-execute a run with its recorded model responses, reporting differences",
+    )
+    async def replay(
+        self,
+        run_id: FromPath[uuid.UUID],
+        history: NamedDependency[RunHistory],
+        principal: NamedDependency[Principal],
+        idempotency_key: IdempotencyKey,
+    ) -> Run:
+        return await history.replay(principal, run_id)
 
     @get("/{run_id:uuid}", summary="Get a run (its projection: status, counters, cost, lease)")
     async def get_run(

@@ -177,6 +177,26 @@ class ApprovalAnswerBody(Request, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class RunPause(Request, frozen=True, kw_only=True):
+    reason: str = ""
+
+
+class RunRewindBody(Request, frozen=True, kw_only=True):
+    # The event to go back to: what followed it is dropped, files as at its checkpoint.
+    to_seq: int
+    # Only say what would change (files written, deleted) without doing it.
+    dry_run: bool = False
+
+
+class RunForkBody(Request, frozen=True, kw_only=True):
+    # The source run's event to continue from.
+    at_seq: int
+    mode: SandboxMode | None = None
+    deliver: DeliverMode | None = None
+    # May only tighten the source run's limits.
+    limits: Limits | None = None
+
+
 class RunCancel(Request, frozen=True, kw_only=True):
     reason: str = ""
 

@@ -1,0 +1,1 @@
+"""Embedders: the local MiniLM model (optional extra) and a feature-hashing embedder."""

@@ -1,0 +1,51 @@
+; C tags for CodeForge's repo map. Capture names: see python.scm.
+
+(function_definition
+  declarator: (function_declarator
+    declarator: (identifier) @name.definition.function)) @definition.function
+
+(function_definition
+  declarator: (pointer_declarator
+    declarator: (function_declarator
+      declarator: (identifier) @name.definition.function))) @definition.function
+
+(declaration
+  declarator: (function_declarator
+    declarator: (identifier) @name.definition.function)) @definition.function
+
+(declaration
+  declarator: (pointer_declarator
+    declarator: (function_declarator
+      declarator: (identifier) @name.definition.function))) @definition.function
+
+(struct_specifier
+  name: (type_identifier) @name.definition.struct
+  body: (_)) @definition.struct
+
+(union_specifier
+  name: (type_identifier) @name.definition.union
+  body: (_)) @definition.union
+
+(enum_specifier
+  name: (type_identifier) @name.definition.enum
+  body: (_)) @definition.enum
+
+(type_definition
+  declarator: (type_identifier) @name.definition.type) @definition.type
+
+(preproc_function_def
+  name: (identifier) @name.definition.macro) @definition.macro
+
+(preproc_def
+  name: (identifier) @name.definition.macro) @definition.macro
+
+(call_expression
+  function: (identifier) @name.reference.call)
+
+(call_expression
+  function: (field_expression field: (field_identifier) @name.reference.call))
+
+(type_identifier) @name.reference.type
+
+(preproc_include path: (string_literal) @import)
+(preproc_include path: (system_lib_string) @import)

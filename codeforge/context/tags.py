@@ -1,0 +1,304 @@
+"""Tags of one source file: definitions, references, imports and search chunks.
+
+`extract` parses bytes with tree-sitter and runs the language's tags query
+(`queries/<language>.scm`). Everything the map and the graph need is kept, so
+nothing downstream re-reads or re-parses a file: a definition carries its
+signature (the header lines up to its body) for rendering the map; references
+are counted per (name, enclosing definition) for the call graph and per name for
+ranking. Search chunks are made separately (`chunks.py`), only when searching.
+Arrays are stored as raw little-endian bytes (numpy reads them without copying),
+which keeps the cache compact and fast to decode.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from codeforge.context.languages import language_of, parser_and_query
+from codeforge.context.terms import term_hash
+
+# Signatures longer than this many lines are cut (a long parameter list).
+SIGNATURE_LINES = 4
+SIGNATURE_WIDTH = 200
+# Files larger than this are listed, not parsed (minified bundles, generated code).
+MAX_FILE_BYTES = 1_000_000
+
+
+class Definition(msgspec.Struct, array_like=True, frozen=True):
+    name: str
+    kind: str
+    line: int  # 0-based line of the name
+    start: int  # first line of the defining node
+    end: int  # last line of the defining node
+    signature: str  # the header lines, as written (no body)
+
+
+class Scope(msgspec.Struct, array_like=True, frozen=True):
+    """A block that frames definitions without being one (an `impl`, a namespace)."""
+
+    start: int
+    end: int
+    signature: str
+
+
+class FileTags(msgspec.Struct, array_like=True, frozen=True):
+    language: str
+    lines: int
+    defs: list[Definition]
+    scopes: list[Scope]
+    ref_names: list[str]  # distinct names referenced
+    ref_hashes: bytes  # int64 term_hash of each name
+    ref_counts: bytes  # int32 uses of each name in the file
+    # The call/reference graph: (name index, enclosing definition index or -1, uses).
+    use_names: bytes
+    use_owners: bytes
+    use_counts: bytes
+    imports: list[str]
+    def_hashes: bytes = b""  # int64 term_hash of each definition's name
+    def_factors: bytes = b""  # float32 ident_factor of each definition's name
+    error: str = ""  # why the file could not be parsed, when it could not
+
+    def ref_hash_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.ref_hashes, dtype="<i8")
+
+    def ref_count_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.ref_counts, dtype="<i4")
+
+    def def_hash_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.def_hashes, dtype="<i8")
+
+    def def_factor_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.def_factors, dtype="<f4")
+
+    def uses(self) -> list[tuple[str, int, int]]:
+        """(name, enclosing definition index or -1, uses) for the code graph."""
+        names = np.frombuffer(self.use_names, dtype="<i4")
+        owners = np.frombuffer(self.use_owners, dtype="<i4")
+        counts = np.frombuffer(self.use_counts, dtype="<i4")
+        return [
+            (self.ref_names[n], int(o), int(c))
+            for n, o, c in zip(names.tolist(), owners.tolist(), counts.tolist(), strict=True)
+        ]
+
+
+class RankRow(msgspec.Struct, array_like=True, frozen=True):
+    """What ranking needs of a file, apart from its tags: cheap to decode for every file."""
+
+    language: str
+    def_hashes: bytes
+    def_factors: bytes
+    ref_hashes: bytes
+    ref_counts: bytes
+
+    def ref_hash_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.ref_hashes, dtype="<i8")
+
+    def ref_count_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.ref_counts, dtype="<i4")
+
+    def def_hash_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.def_hashes, dtype="<i8")
+
+    def def_factor_array(self) -> np.ndarray[Any, Any]:
+        return np.frombuffer(self.def_factors, dtype="<f4")
+
+
+def rank_row(tags: FileTags) -> RankRow:
+    return RankRow(
+        tags.language, tags.def_hashes, tags.def_factors, tags.ref_hashes, tags.ref_counts
+    )
+
+
+def content_key(data: bytes) -> str:
+    """The git blob SHA-1 of `data`: equal to what `git hash-object` prints."""
+    digest = hashlib.sha1(b"blob %d\0" % len(data), usedforsecurity=False)
+    digest.update(data)
+    return digest.hexdigest()
+
+
+def empty(language: str, lines: int, error: str = "") -> FileTags:
+    return FileTags(language, lines, [], [], [], b"", b"", b"", b"", b"", [], b"", b"", error)
+
+
+def ident_factor(name: str) -> float:
+    """How much a name says about what links two files (Aider's weighting).
+
+    Long compound names (`parse_header`, `RepoMap`) are specific: x10. Private
+    names (`_x`) are internal: x0.1.
+    """
+    factor = 1.0
+    compound = (("_" in name or "-" in name) and any(c.isalpha() for c in name)) or (
+        any(c.isupper() for c in name) and any(c.islower() for c in name)
+    )
+    if compound and len(name) >= 8:
+        factor *= 10
+    if name.startswith("_"):
+        factor *= 0.1
+    return factor
+
+
+def extract(path: str, data: bytes) -> FileTags | None:
+    """The tags of `data` read from `path`; None when no grammar reads this kind of file."""
+    language = language_of(path)
+    if language is None:
+        return None
+    lines = data.count(b"\n") + (0 if data.endswith(b"\n") or not data else 1)
+    if len(data) > MAX_FILE_BYTES:
+        return empty(language, lines, f"larger than {MAX_FILE_BYTES} bytes: not parsed")
+    if b"\0" in data[:8192]:
+        return empty(language, lines, "binary content: not parsed")
+    parser, query = parser_and_query(language)
+    tree = parser.parse(data)
+    text_lines = data.split(b"\n")
+    defs: list[tuple[Any, Any, str]] = []  # (definition node, name node, kind)
+    scopes: list[Any] = []
+    refs: list[tuple[int, bytes]] = []  # (start byte, name)
+    imports: list[str] = []
+    # One pass of the query; `matches` (not `captures`) pairs each name with its node.
+    for _, captures in query.matches(tree.root_node):
+        definition = name = None
+        kind = ""
+        for capture, node in captures.items():
+            if capture.startswith("name.reference."):
+                refs.append((node.start_byte, node.text))
+            elif capture.startswith("name.definition."):
+                name, kind = node, capture[16:]
+            elif capture.startswith("definition."):
+                definition = node
+            elif capture == "import":
+                imports.append(_module_name(node.text))
+            elif capture == "scope":
+                scopes.append(node)
+        if name is not None:
+            defs.append((definition or name, name, kind))
+    definitions, def_names = _definitions(defs, text_lines)
+    names, name_hashes, counts, uses = _references(refs, def_names, definitions)
+    return FileTags(
+        language=language,
+        lines=lines,
+        defs=[d for _, _, d in definitions],
+        scopes=[
+            Scope(n.start_point[0], n.end_point[0], _signature(n, text_lines))
+            for n in _outermost_first(scopes)
+        ],
+        ref_names=names,
+        ref_hashes=np.asarray(name_hashes, dtype="<i8").tobytes(),
+        ref_counts=np.asarray(counts, dtype="<i4").tobytes(),
+        use_names=np.asarray([u[0] for u in uses], dtype="<i4").tobytes(),
+        use_owners=np.asarray([u[1] for u in uses], dtype="<i4").tobytes(),
+        use_counts=np.asarray([u[2] for u in uses], dtype="<i4").tobytes(),
+        imports=sorted(set(filter(None, imports))),
+        def_hashes=np.asarray(
+            [term_hash(d.name) for _, _, d in definitions], dtype="<i8"
+        ).tobytes(),
+        def_factors=np.asarray(
+            [ident_factor(d.name) for _, _, d in definitions], dtype="<f4"
+        ).tobytes(),
+    )
+
+
+def _outermost_first(nodes: list[Any]) -> list[Any]:
+    seen: dict[tuple[int, int], Any] = {}
+    for node in nodes:
+        seen.setdefault((node.start_byte, node.end_byte), node)
+    return sorted(seen.values(), key=lambda n: (n.start_byte, -n.end_byte))
+
+
+def _definitions(
+    found: list[tuple[Any, Any, str]], text_lines: list[bytes]
+) -> tuple[list[tuple[int, int, Definition]], set[tuple[int, int]]]:
+    """(start byte, end byte, definition) in document order, outer before inner."""
+    # One definition per name node: where two patterns match one name (a decorated
+    # function and the function itself), the larger node wins (it holds the decorators).
+    by_name: dict[tuple[int, int], tuple[Any, Any, str]] = {}
+    for definition, name, kind in found:
+        key = (name.start_byte, name.end_byte)
+        held = by_name.get(key)
+        if held is None or definition.end_byte - definition.start_byte > (
+            held[0].end_byte - held[0].start_byte
+        ):
+            by_name[key] = (definition, name, kind)
+    out = [
+        (
+            definition.start_byte,
+            definition.end_byte,
+            Definition(
+                name=name.text.decode("utf-8", "replace"),
+                kind=kind,
+                line=name.start_point[0],
+                start=definition.start_point[0],
+                end=definition.end_point[0],
+                signature=_signature(definition, text_lines),
+            ),
+        )
+        for definition, name, kind in by_name.values()
+    ]
+    out.sort(key=lambda item: (item[0], -item[1], item[2].line))
+    return out, set(by_name)
+
+
+def _signature(node: Any, text_lines: list[bytes]) -> str:
+    """The node's header: its first line through the line before its body (at most 4)."""
+    first = node.start_point[0]
+    holder = node
+    if node.type == "decorated_definition":
+        holder = node.child_by_field_name("definition") or node
+    body = holder.child_by_field_name("body")
+    if body is None:
+        last = node.end_point[0]
+    else:
+        # The header ends where the part before the body ends (`def f(x) -> int:`,
+        # `fn f() -> T`, a C declarator); a `{` on that line comes along with it.
+        before = body.prev_sibling
+        last = before.end_point[0] if before is not None else first
+    last = min(last, first + SIGNATURE_LINES - 1, len(text_lines) - 1)
+    return "\n".join(
+        line.decode("utf-8", "replace").rstrip()[:SIGNATURE_WIDTH]
+        for line in text_lines[first : last + 1]
+    )
+
+
+def _references(
+    refs: list[tuple[int, bytes]],
+    def_names: set[tuple[int, int]],
+    definitions: list[tuple[int, int, Definition]],
+) -> tuple[list[str], list[int], list[int], list[tuple[int, int, int]]]:
+    """Distinct names with hashes and counts, and uses per (name, enclosing definition)."""
+    refs.sort()
+    index_of: dict[bytes, int] = {}
+    raw_names: list[bytes] = []
+    counts: list[int] = []
+    uses: Counter[tuple[int, int]] = Counter()
+    # A sweep in document order: `open_` holds the definitions around the offset.
+    open_: list[tuple[int, int]] = []  # (end byte, definition index)
+    following = 0
+    upcoming = definitions[0][0] if definitions else -1
+    for start, raw in refs:
+        if (start, start + len(raw)) in def_names:
+            continue
+        if 0 <= upcoming <= start:
+            while following < len(definitions) and definitions[following][0] <= start:
+                open_.append((definitions[following][1], following))
+                following += 1
+            upcoming = definitions[following][0] if following < len(definitions) else -1
+        while open_ and open_[-1][0] <= start:
+            open_.pop()
+        i = index_of.get(raw)
+        if i is None:
+            i = index_of[raw] = len(raw_names)
+            raw_names.append(raw)
+            counts.append(0)
+        counts[i] += 1
+        uses[(i, open_[-1][1] if open_ else -1)] += 1
+    names = [n.decode("utf-8", "replace") for n in raw_names]
+    hashes = [term_hash(n) for n in names]
+    return names, hashes, counts, [(n, o, c) for (n, o), c in uses.items()]
+
+
+def _module_name(raw: bytes) -> str:
+    return raw.decode("utf-8", "replace").strip().strip("\"'<>`").strip()

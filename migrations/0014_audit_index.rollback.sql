@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS run_events_tenant_type_idx;

@@ -1,0 +1,3 @@
+DROP TABLE code_edges;
+DROP TABLE code_symbols;
+DROP TABLE code_graphs;
