@@ -11,6 +11,7 @@ native ones, checkpointed at each of aider's turns, and held to the policy gate.
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 import time
 from decimal import Decimal
@@ -230,7 +231,9 @@ async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_p
     assert git(source, "status", "--porcelain") == ""
 
 
-async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run_in_bwrap(
+@pytest.mark.parametrize("mode", ["bwrap", "hybrid"])
+async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run(
+    mode: str,
     runtime: Runtime,
     client: AsyncTestClient,
     admin: Headers,
@@ -239,7 +242,8 @@ async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run_in_bwrap(
     gate: DenySecrets,
 ) -> None:
     """bwrap: aider sees only the system, the workspace and its venv (read-only), and can
-    reach only the proxy. Its edit under secret/ is reverted and the run fails with why."""
+    reach only the proxy (hybrid: the same, writing into a layer merged when it exits).
+    Its edits under secret/ are reverted and the run fails with why."""
     secret = "token = 'do not touch'\n"
     ids = await setup(
         client,
@@ -257,7 +261,7 @@ async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run_in_bwrap(
         + "\n"
         + block("secret/new.py", "", "stolen = True\n")
     )
-    run = await post(client, admin, "/api/v1/runs", {**ids, "mode": "bwrap"})
+    run = await post(client, admin, "/api/v1/runs", {**ids, "mode": mode})
     done = await wait_for_end(client, admin, run["id"], timeout=120)
     assert (done["status"], done["result"]["summary"]) == ("failed", "policy_denied"), done
     detail = done["result"]["artifact"]["detail"]
@@ -401,3 +405,83 @@ async def test_cancel_stops_aider_while_it_waits_for_the_model(
         ["pgrep", "-f", "codeforge-aider-message"], capture_output=True, text=True
     )
     assert left.stdout.strip() == ""
+
+
+@pytest.fixture
+def unreachable_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip with no configuration and an index nobody listens on: PyPI out of reach."""
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+    monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+
+
+async def test_when_aider_cannot_be_installed_the_run_fails_saying_why(
+    make_database: Any,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+    unreachable_index: None,
+) -> None:
+    settings = api_settings(
+        make_database(),
+        tmp_path / "data",
+        sandbox=SandboxSettings(kind="mount"),
+        aider=AiderSettings(install_timeout=120),  # managed: <data>/tools/aider-<version>
+    )
+    runtime = Runtime(Container(settings=settings))
+    await runtime.start()
+    try:
+        async with AsyncTestClient(app=create_app(runtime)) as client:
+            assert runtime.admin_key_file is not None
+            admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
+            ready = (await client.get("/health/ready")).json()
+            assert ready["checks"]["aider"]["status"] == "up"
+            assert "not installed yet" in ready["checks"]["aider"]["detail"]
+            ids = await setup(client, admin, tmp_path, scripted_llm)
+            ids.pop("source")
+            started = time.monotonic()
+            run = await post(client, admin, "/api/v1/runs", ids)
+            done = await wait_for_end(client, admin, run["id"], timeout=150)
+            took = time.monotonic() - started
+            assert (done["status"], done["result"]["summary"]) == (
+                "failed",
+                "backend_unavailable",
+            )
+            detail = done["result"]["artifact"]["detail"]
+            assert "pip install failed" in detail
+            assert "package index reachable" in detail
+            assert took < 120, took  # pip's own timeouts and retries, not a hang
+            assert scripted_llm.chat_requests == []
+            # No half-made venv is left to be trusted, and readiness says what happened.
+            tools = tmp_path / "data" / "tools"
+            assert not (tools / f"aider-{settings.aider.version}").exists()
+            ready = (await client.get("/health/ready")).json()
+            assert ready["status"] == "ready"  # native runs go on
+            assert "aider not installed: pip install failed" in ready["checks"]["aider"]["detail"]
+            # A second run within a minute gets the same answer at once, without a retry.
+            again = await post(client, admin, "/api/v1/runs", ids)
+            started = time.monotonic()
+            done = await wait_for_end(client, admin, again["id"], timeout=30)
+            assert done["result"]["summary"] == "backend_unavailable"
+            assert time.monotonic() - started < 10
+    finally:
+        await runtime.stop("test finished")
+
+
+async def test_the_runs_max_steps_refuses_aiders_next_call(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    # An edit that does not match: aider would ask again, but the run has one call.
+    scripted_llm.reply(block("calc.py", "    return a * b\n", "    return a + b\n"))
+    run = await post(client, admin, "/api/v1/runs", {**ids, "limits": {"max_steps": 1}})
+    done = await wait_for_end(client, admin, run["id"], timeout=60)
+    assert (done["status"], done["result"]["summary"]) == ("failed", "max_steps"), done["result"]
+    assert done["steps"] == 1
+    assert len(scripted_llm.chat_requests) == 1
