@@ -438,6 +438,13 @@ class AgentExecutor:
         """The run done by aider (codeforge/agent/backends/aider.py) instead of the loop."""
         if self._aider is None:
             raise _failed("backend_unavailable", "this worker has no aider backend configured")
+        if plan.recorded is not None:
+            # aider calls the model through the LLM proxy, which has no recorded replies.
+            raise _failed(
+                "invalid_run",
+                "an aider run cannot be replayed (its model calls go through the LLM proxy, "
+                "which would call the real model); fork it instead",
+            )
         s = self._settings
         job = AiderJob(
             run=run,

@@ -230,6 +230,13 @@ async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_p
     assert "return a - b" in (source / "calc.py").read_text()  # the user's repo untouched
     assert git(source, "status", "--porcelain") == ""
 
+    # A replay would have aider call the real model through the proxy: refused, saying so.
+    replay = await post(client, admin, f"/api/v1/runs/{run['id']}/replay", {})
+    refused = await wait_for_end(client, admin, replay["id"], timeout=60)
+    assert (refused["status"], refused["result"]["summary"]) == ("failed", "invalid_run")
+    assert "cannot be replayed" in refused["result"]["artifact"]["detail"]
+    assert len(scripted_llm.chat_requests) == 1
+
 
 @pytest.mark.parametrize("mode", ["bwrap", "hybrid"])
 async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run(
