@@ -24,12 +24,15 @@ from litestar.testing import AsyncTestClient
 
 from codeforge.agent.backends.aider_install import AiderEnv
 from codeforge.container import Container
+from codeforge.domain.runs import SandboxMode
 from codeforge.http.app import create_app
 from codeforge.ports.policy import Decision, PolicyDecision, ToolRequest
+from codeforge.ports.sandbox import SandboxUnavailable
 from codeforge.runtime import Runtime
 from codeforge.settings import AgentSettings, AiderSettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, events_of, post, wait_for_end
+from tests.support.docker_engine import docker_factory, engine
 from tests.support.repos import git, make_repo
 from tests.support.scripted_llm import ScriptedLLM, reply
 
@@ -71,6 +74,7 @@ def gate() -> DenySecrets:
 
 @pytest.fixture
 async def runtime(
+    request: pytest.FixtureRequest,
     make_database: Any,
     tmp_path: Path,
     aider_env: AiderEnv,
@@ -85,6 +89,16 @@ async def runtime(
     )
     container = Container(settings=settings)
     container.policy_gate.override(providers.Object(gate))
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("mode") == "docker":
+        # The test engine and image (the host's /usr bound read-only), docker runs only.
+        try:
+            engine()
+        except SandboxUnavailable as e:
+            pytest.skip(f"no docker engine: {e}")
+        factories = dict(container.sandbox_factories())
+        factories[SandboxMode.DOCKER] = docker_factory()
+        container.sandbox_factories.override(providers.Object(factories))
     runtime = Runtime(container)
     await runtime.start()
     yield runtime
@@ -238,7 +252,7 @@ async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_p
     assert len(scripted_llm.chat_requests) == 1
 
 
-@pytest.mark.parametrize("mode", ["bwrap", "hybrid"])
+@pytest.mark.parametrize("mode", ["bwrap", "hybrid", "docker"])
 async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run(
     mode: str,
     runtime: Runtime,
@@ -248,9 +262,9 @@ async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run(
     scripted_llm: ScriptedLLM,
     gate: DenySecrets,
 ) -> None:
-    """bwrap: aider sees only the system, the workspace and its venv (read-only), and can
-    reach only the proxy (hybrid: the same, writing into a layer merged when it exits).
-    Its edits under secret/ are reverted and the run fails with why."""
+    """bwrap and docker: aider sees only the system, the workspace and its venv (read-only),
+    and can reach only the proxy (hybrid: the same, writing into a layer merged when it
+    exits). Its edits under secret/ are reverted and the run fails with why."""
     secret = "token = 'do not touch'\n"
     ids = await setup(
         client,
