@@ -11,6 +11,7 @@ native ones, checkpointed at each of aider's turns, and held to the policy gate.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import time
@@ -18,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from dependency_injector import providers
 from litestar.testing import AsyncTestClient
@@ -30,7 +32,7 @@ from codeforge.ports.policy import Decision, PolicyDecision, ToolRequest
 from codeforge.ports.sandbox import SandboxUnavailable
 from codeforge.runtime import Runtime
 from codeforge.settings import AgentSettings, AiderSettings, SandboxSettings
-from tests.e2e.conftest import Headers, api_settings
+from tests.e2e.conftest import Headers, api_settings, serving
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, events_of, post, wait_for_end
 from tests.support.docker_engine import docker_factory, engine
 from tests.support.repos import git, make_repo
@@ -506,3 +508,41 @@ async def test_the_runs_max_steps_refuses_aiders_next_call(
     assert (done["status"], done["result"]["summary"]) == ("failed", "max_steps"), done["result"]
     assert done["steps"] == 1
     assert len(scripted_llm.chat_requests) == 1
+
+
+async def test_aiders_output_streams_live_and_its_calls_stream_through_the_proxy(
+    runtime: Runtime, tmp_path: Path, scripted_llm: ScriptedLLM
+) -> None:
+    async with serving(runtime) as base:
+        assert runtime.admin_key_file is not None
+        headers = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
+        async with AsyncTestClient(app=create_app(runtime)) as client:
+            ids = await setup(client, headers, tmp_path, scripted_llm)
+        ids.pop("source")
+        scripted_llm.reply("Making add() add.\n\n" + FIX, chunk_size=4)
+        deltas: list[dict[str, Any]] = []
+        stored: list[str] = []
+        async with aiohttp.ClientSession(headers=headers) as http:
+            async with http.post(f"{base}/api/v1/runs", json=ids) as created:
+                run = await created.json()
+            async with http.get(f"{base}/api/v1/runs/{run['id']}/events/stream") as stream:
+                event = data = None
+                async for raw in stream.content:
+                    line = raw.decode().rstrip("\r\n")
+                    if line.startswith("event:"):
+                        event = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data = line[5:].strip()
+                    elif line == "" and data is not None:
+                        if event == "delta":
+                            deltas.append(json.loads(data))
+                        else:
+                            stored.append(event or "")
+                        event = data = None
+    assert stored[-1] == "RunCompleted"
+    stdout = "".join(d["text"] for d in deltas if d["stream"] == "stdout")
+    assert {d["call_id"] for d in deltas if d["stream"] == "stdout"} == {"aider-1"}
+    assert "Applied edit to calc.py" in stdout
+    assert "Making add() add." in stdout  # the model's streamed reply, as aider printed it
+    # The upstream call was streamed too (the proxy relays aider's stream: true).
+    assert scripted_llm.chat_requests[0].json["stream"] is True
