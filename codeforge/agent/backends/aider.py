@@ -136,6 +136,8 @@ GATES_FAILED_NOTE = "Fix what failed. The files already hold your earlier change
 # Files the task names (`src/app.py`, `README.md`) that aider gets in its chat.
 _MENTION = re.compile(r"(?<![\w./-])((?:[\w.-]+/)*[\w.-]+\.[A-Za-z0-9]{1,8})(?![\w/-])")
 MAX_CHAT_FILES = 20
+# A turn's diff of a file larger than this is not rendered (the checkpoint has the file).
+MAX_DIFF_BYTES = 1024 * 1024
 # aider's files in the sandbox's private HOME.
 METADATA_FILE = ".codeforge-aider-models.json"
 MESSAGE_FILE = ".codeforge-aider-message.md"
@@ -537,10 +539,9 @@ class _Session:
             "--no-pretty", "--no-fancy-input", "--stream", "--encoding", "utf-8",
             "--yes-always",
         ]  # fmt: skip
-        for name in files:
-            args += ["--file", name]
-        for name in read:
-            args += ["--read", name]
+        # `--opt=value`: a file named like an option stays a file name.
+        args += [f"--file={name}" for name in files]
+        args += [f"--read={name}" for name in read]
         return args
 
     def _metadata(self) -> str:
@@ -850,6 +851,8 @@ def _diff(path: str, old: bytes | None, new: bytes | None) -> str:
             return None
         return data.decode("utf-8", errors="replace").splitlines(keepends=True)
 
+    if max(len(old or b""), len(new or b"")) > MAX_DIFF_BYTES:
+        return f"Large file {path} changed (over {MAX_DIFF_BYTES} bytes: no diff shown)\n"
     a, b = lines(old), lines(new)
     if a is None or b is None:
         return f"Binary file {path} changed\n"
