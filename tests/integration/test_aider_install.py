@@ -24,7 +24,7 @@ pytestmark = pytest.mark.integration
 async def test_a_configured_venv_is_used_as_it_is_and_mounted_with_its_python(
     aider_env: AiderEnv,
 ) -> None:
-    python = os.path.realpath(os.path.join(aider_env.venv, "bin", "python"))
+    python = await asyncio.to_thread(os.path.realpath, f"{aider_env.venv}/bin/python")
     install = AiderInstall(AiderSettings(venv=aider_env.venv), Path("/nonexistent/tools"))
     assert "version read at the first aider run" in await AiderProbe(install).check()
     env = await install.ensure()
