@@ -336,10 +336,10 @@ class _Session:
                     + cap(invocation.output, 2000)[0],
                 )
             if job.gates is None or not job.gates.active:
-                return Outcome(status="succeeded", summary=await self._summary())
+                return Outcome(status="succeeded", summary=self._summary())
             results = await self._check_gates(attempts)
             if results is None:
-                return Outcome(status="succeeded", summary=await self._summary())
+                return Outcome(status="succeeded", summary=self._summary())
             if attempts >= job.gates.gates.max_attempts:
                 return Outcome(status="failed", reason="quality_gates_failed", summary=results)
             message = results.rsplit("\n", 1)[0] + "\n\n" + GATES_FAILED_NOTE
@@ -356,7 +356,7 @@ class _Session:
             files = [f for f in sources.get("chat_files", []) if isinstance(f, str)]
             read = [f for f in sources.get("read_files", []) if isinstance(f, str)]
             return stored.user + RESUMED_NOTE, files, read
-        context = await job_context(self._b._context, job, self._b._agent_settings.context_tokens)
+        context = await _context_text(self._b._context, job, self._b._agent_settings.context_tokens)
         parts = [task_message(job.task)]
         if job.agent.instructions.strip():
             instructions = job.agent.instructions.strip()
@@ -784,7 +784,7 @@ class _Session:
     def _changed_so_far(self) -> set[str]:
         return {p for p, (_, blob) in self._seen.items() if blob is not None}
 
-    async def _summary(self) -> str:
+    def _summary(self) -> str:
         changed = sorted(self._seen)
         if not changed:
             return "aider finished without changing any file"
@@ -827,7 +827,7 @@ class _Session:
             return False
 
 
-async def job_context(context: ContextProvider, job: AiderJob, tokens: int) -> str:
+async def _context_text(context: ContextProvider, job: AiderJob, tokens: int) -> str:
     pack = await context.build(job.workspace.path, job.task.prompt, token_budget=tokens)
     return pack.text.strip()
 
