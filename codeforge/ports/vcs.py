@@ -493,8 +493,8 @@ class Vcs(Protocol):
         """
         ...
 
-    def object_sizes(self, repo: AnyPath, names: Sequence[str]) -> dict[str, int]:
-        """The size of each blob named, without reading it; others are left out."""
+    def list_tree(self, repo: AnyPath, commit: str) -> dict[str, tuple[int, str]]:
+        """Every file of `commit`'s tree, recursively: path -> (git mode, object id)."""
         ...
 
     def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:

@@ -161,3 +161,28 @@ async def test_touched_paths_are_checkpointed_without_scanning_the_rest(
     full = await hook.checkpoint(workspace, 4, None)
     assert full is not None
     assert set(full.files) == {"unrelated.txt"}
+
+
+async def test_a_touched_path_is_read_without_following_links(
+    store: CheckpointStore, runner: GitRunner, workspace: RunWorkspace, tmp_path: Path
+) -> None:
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "key.pem").write_text("PRIVATE\n")
+    root = Path(workspace.path)
+    (root / "linked").symlink_to(secret)
+    (root / "pointer").symlink_to(secret / "key.pem")
+    hook = BlobCheckpointer(store, runner, tmp_path / "scratch")
+    made = await hook.checkpoint(workspace, 2, ["linked/key.pem", "pointer"])
+    assert made is not None
+    assert set(made.files) == {"pointer"}  # the path under a linked folder is not read
+    pointer = made.files["pointer"]
+    assert pointer.mode == 0o120000
+    assert pointer.sha256 is not None
+    assert await store.blob(pointer.sha256) == str(secret / "key.pem").encode()
+    exe = root / "run.sh"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    executable = await hook.checkpoint(workspace, 3, ["run.sh"])
+    assert executable is not None
+    assert executable.files["run.sh"].mode == 0o100755
