@@ -54,6 +54,9 @@ from adapters.sandbox.mount import MountSandboxFactory
 from adapters.secrets.env import EnvSecretStore
 from adapters.secrets.file import FileSecretStore
 from adapters.webhook.approvals import NoNotifier, WebhookNotifier
+from codeforge.agent.backends.aider import AiderBackend
+from codeforge.agent.backends.aider_install import AiderInstall
+from codeforge.agent.backends.proxy_watch import ProxyWatch
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.executor import AgentExecutor
 from codeforge.agent.executor import Stores as AgentStores
@@ -66,6 +69,7 @@ from codeforge.context.provider import RepoContextProvider
 from codeforge.context.retrieval import EngineCodeSearch
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
+from codeforge.http.llm_socket import LlmProxySocket, socket_path
 from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
@@ -210,6 +214,18 @@ async def running_git_hosts(settings: Settings) -> AsyncIterator[dict[str, GitHo
     finally:
         for host in hosts.values():
             await host.close()
+
+
+async def running_llm_socket(
+    proxy: LlmProxy, watch: ProxyWatch, path: Path
+) -> AsyncIterator[LlmProxySocket]:
+    """The proxy on this process's unix socket, for sandboxed backends, until shutdown."""
+    server = LlmProxySocket(lambda: proxy, watch, path)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 def webhook_secret(secrets: Secrets, settings: Settings) -> Callable[[], str | None]:
@@ -521,6 +537,31 @@ class Container(containers.DeclarativeContainer):
         max_output_tokens=settings.provided.agent.max_output_tokens,
     )
 
+    # The proxy as sandboxed backends reach it (network mode llm): a socket per process.
+    proxy_watch = providers.Singleton(ProxyWatch)
+    llm_socket_path = providers.Singleton(
+        lambda s: socket_path(s.data_path, s.llm.proxy_socket), settings
+    )
+    llm_socket = providers.Resource(running_llm_socket, llm_proxy, proxy_watch, llm_socket_path)
+    aider_install = providers.Singleton(
+        AiderInstall, settings.provided.aider, providers.Callable(lambda p: p / "tools", data_path)
+    )
+    aider_backend = providers.Singleton(
+        AiderBackend,
+        install=aider_install,
+        watch=proxy_watch,
+        proxy=llm_proxy,
+        socket=llm_socket_path,
+        gate=policy_gate,
+        checkpoints=checkpointer,
+        git=git,
+        scratch_dir=providers.Callable(lambda p: p / "checkpoints", data_path),
+        context=context_provider,
+        feed=event_feed,
+        agent_settings=settings.provided.agent,
+        settings=settings.provided.aider,
+    )
+
     approval_notifier = providers.Selector(
         providers.Callable(lambda s: "webhook" if s.approvals.webhook_url else "none", settings),
         webhook=providers.Singleton(
@@ -553,6 +594,7 @@ class Container(containers.DeclarativeContainer):
         notifier=approval_notifier,
         replay_model=providers.Object(ReplayModel),
         public_url=settings.provided.http.public_url,
+        aider=aider_backend,
     )
     worker_id = providers.Callable(worker_name)
     run_worker = providers.Singleton(

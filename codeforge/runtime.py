@@ -14,6 +14,7 @@ from pathlib import Path
 
 import structlog
 
+from codeforge.agent.backends.aider_install import AiderInstall, AiderProbe
 from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.container import Container
 from codeforge.context.projects import ProjectContext
@@ -180,6 +181,13 @@ class Runtime:
         self.shutdown.register(Phase.SUSPEND_WORK, "lease reaper", reaper.stop)
         if not with_worker:
             return
+        # Sandboxed backends (aider) reach the model through this process's proxy socket.
+        await self.container.llm_socket()
+        aider: AiderInstall = self.container.aider_install()
+        self.readiness.register(AiderProbe(aider))
+        self.shutdown.register(Phase.SUSPEND_WORK, "aider install", aider.close)
+        if self.settings.aider.install_at_start:
+            aider.start_background()
         worker: RunWorker = await self.container.run_worker()
         await worker.start()
         self.shutdown.register(Phase.SUSPEND_WORK, "run worker", worker.suspend_all)

@@ -176,6 +176,9 @@ class LlmSettings(Section, frozen=True):
     health_interval: Annotated[float, Meta(ge=0)] = 60.0
     # Seconds one health check (background, or POST /api/v1/models/{id}/check) may take.
     health_timeout: Seconds = 15.0
+    # The unix socket where a worker serves the LLM proxy to sandboxed backends (aider);
+    # empty: <data_dir>/run/llm-proxy-<pid>.sock (one per process).
+    proxy_socket: str = ""
 
 
 class AgentSettings(Section, frozen=True):
@@ -197,6 +200,28 @@ class AgentSettings(Section, frozen=True):
     # Default and largest timeout of one shell command, in seconds.
     bash_timeout: Seconds = 120.0
     bash_max_timeout: Seconds = 600.0
+
+
+AiderVersion = Annotated[str, Meta(pattern=r"^[0-9][0-9A-Za-z.+!-]*$")]
+
+
+class AiderSettings(Section, frozen=True):
+    """The aider backend (agents with `backend: aider`): the aider CLI in its own venv."""
+
+    # A virtual environment with aider-chat installed, used as it is (never created or
+    # changed). Empty: CodeForge creates one under <data_dir>/tools on first use.
+    venv: str = ""
+    # The aider-chat release installed into the venv CodeForge creates.
+    version: AiderVersion = "0.86.2"
+    # The Python that creates that venv (aider-chat 0.86 needs 3.10-3.12); empty: the
+    # interpreter running CodeForge.
+    python: str = ""
+    # Seconds creating the venv may take before it counts as failed.
+    install_timeout: Seconds = 900.0
+    # Create the venv in the background when a worker starts, not at the first aider run.
+    install_at_start: bool = False
+    # How aider asks the model for edits (diff: SEARCH/REPLACE blocks).
+    edit_format: Literal["diff", "diff-fenced", "udiff", "whole"] = "diff"
 
 
 class ModelSettings(Section, frozen=True):
@@ -298,6 +323,7 @@ class Settings(Section, frozen=True):
     llm: LlmSettings = msgspec.field(default_factory=LlmSettings)
     models: list[ModelSettings] = msgspec.field(default_factory=list)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
+    aider: AiderSettings = msgspec.field(default_factory=AiderSettings)
     approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
     checkpoints: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
     context: ContextSettings = msgspec.field(default_factory=ContextSettings)

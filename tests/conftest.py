@@ -20,8 +20,9 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-# The scripted OpenAI-compatible server (`scripted_llm` fixture) for every test that needs a model.
-pytest_plugins = ["tests.support.scripted_llm"]
+# The scripted OpenAI-compatible server (`scripted_llm` fixture) for every test that needs a
+# model; aider's venv (`aider_env`, made once per checkout) for the aider backend's tests.
+pytest_plugins = ["tests.support.scripted_llm", "tests.support.aider"]
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 ROOT = Path(__file__).resolve().parents[1]

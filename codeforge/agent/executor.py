@@ -9,7 +9,8 @@ What `execute` does for a run a worker holds:
    run comes back after a restart.
 3. Open the sandbox the run's `mode` names on that worktree.
 4. Assemble the first prompt (`PromptAssembled`), or rebuild the conversation from
-   the log when the run already has one, and run the agent loop.
+   the log when the run already has one, and run the agent loop — or, for an agent
+   whose backend is `aider`, hand the run to `AiderBackend` (codeforge/agent/backends).
 5. Store the patch and deliver (`codeforge.agent.delivery`); give back every cost
    hold the run still has.
 
@@ -28,6 +29,7 @@ import msgspec
 import structlog
 
 from codeforge.agent.approvals import Approvals
+from codeforge.agent.backends.aider import AiderBackend, AiderJob
 from codeforge.agent.conversation import Conversation
 from codeforge.agent.delivery import Delivery
 from codeforge.agent.deltas import DeltaPublisher
@@ -40,7 +42,7 @@ from codeforge.agent.replay import divergences
 from codeforge.agent.spending import Spending, budgets_for
 from codeforge.agent.tools import CodeSearch, default_toolbox
 from codeforge.agent.workspaces import RunWorkspaces
-from codeforge.domain.agents import Agent
+from codeforge.domain.agents import Agent, Backend
 from codeforge.domain.errors import BudgetExceeded, DomainError, NotFound
 from codeforge.domain.events import (
     CheckpointCreated,
@@ -162,6 +164,7 @@ class AgentExecutor:
         replay_model: Callable[[list[ModelResponded]], LanguageModel],
         public_url: str = "",
         code_search: Callable[[str], CodeSearch] | None = None,
+        aider: AiderBackend | None = None,
     ) -> None:
         self._stores = stores
         self._secrets = secrets
@@ -182,6 +185,7 @@ class AgentExecutor:
         self._public_url = public_url.rstrip("/")
         self._code_search = code_search
         self._toolbox = default_toolbox(code_intelligence=code_search is not None)
+        self._aider = aider
 
     async def execute(self, run: Run, cancel: RunControls, journal: Journal) -> Outcome:
         structlog.contextvars.bind_contextvars(run_id=str(run.id))
@@ -374,6 +378,10 @@ class AgentExecutor:
             spending.check_model()
         except BudgetExceeded as e:
             raise _failed("budget_exceeded", e.message) from e
+        if plan.agent.backend is Backend.AIDER:
+            return await self._work_with_aider(
+                run, plan, workspace, factory, history, cancel, journal
+            )
         spec = SandboxSpec(
             workspace=workspace.path,
             limits=SandboxLimits(timeout=s.bash_timeout, output_bytes=4 * s.tool_output_chars),
@@ -406,12 +414,7 @@ class AgentExecutor:
                     bash_max_timeout=s.bash_max_timeout,
                 ),
                 approvals=self._approvals_for(run, sandbox, cancel, journal),
-                gates=GateRunner(
-                    plan.project.gates,
-                    plan.project.quality_gates,
-                    lambda: self._delivery.changed_lines(workspace),
-                    output_chars=s.tool_output_chars,
-                ),
+                gates=self._gates_for(plan, workspace),
             )
             scope = RunScope(
                 run_id=run.id,
@@ -426,6 +429,53 @@ class AgentExecutor:
             )
             log.info("agent loop starting", steps_done=steps, sandbox=sandbox.kind)
             return await loop.run(scope, conversation, cancel, steps_done=steps)
+
+    async def _work_with_aider(
+        self,
+        run: Run,
+        plan: Plan,
+        workspace: RunWorkspace,
+        factory: SandboxFactory,
+        history: list[StoredEvent],
+        cancel: RunControls,
+        journal: Journal,
+    ) -> Outcome:
+        """The run done by aider (codeforge/agent/backends/aider.py) instead of the loop."""
+        if self._aider is None:
+            raise _failed("backend_unavailable", "this worker has no aider backend configured")
+        if plan.recorded is not None:
+            # aider calls the model through the LLM proxy, which has no recorded replies.
+            raise _failed(
+                "invalid_run",
+                "an aider run cannot be replayed (its model calls go through the LLM proxy, "
+                "which would call the real model); fork it instead",
+            )
+        s = self._settings
+        job = AiderJob(
+            run=run,
+            task=plan.task,
+            agent=plan.agent,
+            project=plan.project,
+            model=plan.model,
+            workspace=workspace,
+            factory=factory,
+            history=history,
+            command_env=COMMAND_ENV,
+            max_steps=run.limits.max_steps or s.default_max_steps,
+            wall_seconds=float(run.limits.max_wall_seconds or s.default_wall_seconds),
+            approvals=lambda sandbox: self._approvals_for(run, sandbox, cancel, journal),
+            gates=self._gates_for(plan, workspace),
+        )
+        log.info("aider starting", mode=run.mode.value)
+        return await self._aider.work(job, cancel, journal)
+
+    def _gates_for(self, plan: Plan, workspace: RunWorkspace) -> GateRunner:
+        return GateRunner(
+            plan.project.gates,
+            plan.project.quality_gates,
+            lambda: self._delivery.changed_lines(workspace),
+            output_chars=self._settings.tool_output_chars,
+        )
 
     async def _settle_interrupted(
         self, events: list[Event], workspace: RunWorkspace, journal: Journal

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from litestar import Controller, Request, Response, Router, get, post
@@ -40,7 +40,9 @@ from codeforge.ports.llm import (
     LlmError,
     LlmUnavailable,
 )
-from codeforge.runtime import Runtime
+
+if TYPE_CHECKING:
+    from codeforge.runtime import Runtime
 
 
 def _token(request: Request[Any, Any, Any]) -> str:
@@ -153,10 +155,15 @@ def _handle(request: Request[Any, Any, Any], error: Exception) -> Response[Any]:
 
 
 def llm_proxy_router(runtime: Runtime) -> Router:
+    return proxy_router(lambda: runtime.services.llm_proxy)
+
+
+def proxy_router(proxy: Callable[[], LlmProxy]) -> Router:
+    """The /llm/v1 routes over the proxy `proxy()` returns (the API's, or a worker's socket)."""
     return Router(
         path="/llm/v1",
         route_handlers=[LlmProxyController],
-        dependencies={"proxy": Provide(lambda: runtime.services.llm_proxy, sync_to_thread=False)},
+        dependencies={"proxy": Provide(proxy, sync_to_thread=False)},
         exception_handlers={
             DomainError: _handle,
             PortError: _handle,
