@@ -24,6 +24,7 @@ from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.audit import Audit
+from codeforge.services.checkpoint_diffs import CheckpointDiffs
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_streams import EventStreams
@@ -67,6 +68,7 @@ class Services:
     audit: Audit
     run_history: RunHistory
     context: ProjectContext
+    checkpoint_diffs: CheckpointDiffs
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -200,6 +202,7 @@ class Runtime:
             audit=await c.audit(),
             run_history=await c.run_history(),
             context=await c.project_context(),
+            checkpoint_diffs=await c.checkpoint_diffs(),
         )
 
     async def _close_resources(self) -> None:
