@@ -82,7 +82,10 @@ class RunPages(Controller):
     ) -> Template:
         principal = user.principal
         run = await runs.get(principal, run_id)
+        # One snapshot: events appended after the run was read wait for the stream (the
+        # page follows it from `run.last_seq`), or the status and the events disagree.
         events, more = await views.run_events(runs, principal, run_id)
+        events = [e for e in events if e.seq <= run.last_seq]
         stored = await artifacts.list(principal, run_id)
         patch = None
         if run.status.terminal and any(a.name == "patch" for a in stored):
@@ -98,7 +101,7 @@ class RunPages(Controller):
             project=await views.project_of(projects, principal, run.project_id),
             timeline=[e for e in events if e.seq > after and e.type != "HeartbeatRecorded"],
             more_events=more,
-            last_seq=events[-1].seq if events else 0,
+            last_seq=run.last_seq,
             policy=[e for e in events if e.type == "PolicyDecided"],
             approvals=await approvals.list(principal, run_id),
             artifacts=stored,

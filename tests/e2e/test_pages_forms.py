@@ -78,7 +78,8 @@ async def test_a_page_sends_a_browser_without_a_session_to_sign_in_and_back_afte
     assert flash_of(landed.text) == ("info", "Signed in (admin).")
     cookies = landed.history[0].headers.get_list("set-cookie")
     session = next(c for c in cookies if c.startswith("codeforge_session="))
-    assert "HttpOnly" in session and "SameSite=strict" in session
+    assert "HttpOnly" in session
+    assert "SameSite=strict" in session
     # A session lasts the configured 12 hours, not decades.
     assert "Max-Age=4319" in session or "Max-Age=43200" in session
 
@@ -105,7 +106,8 @@ async def test_sign_in_refuses_a_form_another_site_could_have_posted(
     )
     assert forged.url.path == "/sign-in"
     message = flash_of(forged.text)
-    assert message is not None and "out of date" in message[1]
+    assert message is not None
+    assert "out of date" in message[1]
     assert "codeforge_session" not in browser.client.cookies
 
 
@@ -159,7 +161,8 @@ async def test_a_form_without_its_csrf_token_changes_nothing(
         )
         assert refused.url.path == "/projects"
         message = flash_of(refused.text)
-        assert message is not None and message[0] == "error"
+        assert message is not None
+        assert message[0] == "error"
         assert "out of date" in message[1]
     assert "sneaky" not in text_of(await browser.page("/projects"))
 
@@ -181,10 +184,12 @@ async def test_a_bad_value_comes_back_as_a_message_on_the_form_with_what_was_typ
     )
     # The field is marked and what was typed is back in the form.
     source = re.search(r'<input id="new-project-source"[^>]*>', page.text)
-    assert source is not None and 'aria-invalid="true"' in source.group(0)
+    assert source is not None
+    assert 'aria-invalid="true"' in source.group(0)
     assert 'value="relative/path"' in source.group(0)
     name = re.search(r'<input id="new-project-name"[^>]*>', page.text)
-    assert name is not None and 'value="my-app"' in name.group(0)
+    assert name is not None
+    assert 'value="my-app"' in name.group(0)
     # Shown once: the next page has no message.
     assert flash_of(await browser.page("/projects")) is None
 
@@ -196,7 +201,8 @@ async def test_the_project_page_shows_git_and_saves_gates_limits_and_budget(
     project_id = await register(browser, tmp_path)
     page = await browser.page(f"/projects/{project_id}")
     words = text_of(page)
-    assert "Branch main" in words and "Tree clean" in words
+    assert "Branch main" in words
+    assert "Tree clean" in words
     assert "main (current)" in words
 
     fields = {
@@ -215,7 +221,9 @@ async def test_the_project_page_shows_git_and_saves_gates_limits_and_budget(
         "budget_usd": "5",
         "description": "the calculator",
     }
-    saved = await browser.submit(f"/projects/{project_id}", f"/projects/{project_id}/settings", fields)
+    saved = await browser.submit(
+        f"/projects/{project_id}", f"/projects/{project_id}/settings", fields
+    )
     assert flash_of(saved.text) == ("info", "Settings saved.")
     project = (await browser.client.get(f"/api/v1/projects/{project_id}")).json()
     assert project["gates"] == {
@@ -236,10 +244,13 @@ async def test_the_project_page_shows_git_and_saves_gates_limits_and_budget(
 
     # The same form again carries version 1: someone changed it since, and it says so.
     stale = await browser.submit(
-        f"/projects/{project_id}", f"/projects/{project_id}/settings", {**fields, "max_attempts": "9"}
+        f"/projects/{project_id}",
+        f"/projects/{project_id}/settings",
+        {**fields, "max_attempts": "9"},
     )
     level, message = flash_of(stale.text) or ("", "")
-    assert level == "error" and "reload" in message
+    assert level == "error"
+    assert "reload" in message
     bad = await browser.submit(
         f"/projects/{project_id}",
         f"/projects/{project_id}/settings",
@@ -262,11 +273,12 @@ async def test_pull_and_checkout_report_what_git_did_and_refuse_a_bad_ref(
     assert "feature (current)" in text_of(made.text)
     missing = await browser.submit(here, f"{here}/checkout", {"ref": "no-such-branch"})
     level, message = flash_of(missing.text) or ("", "")
-    assert level == "error" and "no-such-branch" in message
+    assert level == "error"
+    assert "no-such-branch" in message
 
 
 async def test_tasks_are_created_and_runs_started_from_the_tasks_page(
-    runtime: Runtime, browser: PageClient, admin_key: str, tmp_path: Path
+    browser: PageClient, admin_key: str, tmp_path: Path
 ) -> None:
     await browser.sign_in(admin_key)
     project_id = await register(browser, tmp_path)
@@ -309,10 +321,11 @@ async def test_tasks_are_created_and_runs_started_from_the_tasks_page(
     run_id = started.url.path.rsplit("/", 1)[1]
     run = (await browser.client.get(f"/api/v1/runs/{run_id}")).json()
     assert run["limits"]["max_steps"] == 5
-    assert run["mode"] == runtime.settings.sandbox.kind or run["status"] == "requested"
+    assert (run["status"], run["deliver"]) == ("requested", "patch")
     # The monitor shows it; no worker runs here, so it waits, and can be paused.
     words = text_of(started.text)
-    assert "requested" in words and "RunRequested" in words
+    assert "requested" in words
+    assert "RunRequested" in words
     paused = await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/pause", {})
     assert "suspended" in text_of(paused.text)
     resumed = await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/resume", {})
@@ -325,7 +338,7 @@ async def test_tasks_are_created_and_runs_started_from_the_tasks_page(
     assert f"run {run_id.replace('-', '')[-8:]}" in text_of(await browser.page("/tasks"))
 
 
-async def test_models_page_refuses_bad_values_and_config_models_cannot_be_deleted(
+async def test_the_models_page_refuses_bad_values_shows_prices_and_deletes(
     browser: PageClient, admin_key: str
 ) -> None:
     await browser.sign_in(admin_key)
@@ -344,7 +357,8 @@ async def test_models_page_refuses_bad_values_and_config_models_cannot_be_delete
     )
     agent = await browser.submit("/models", "/agents", {"name": "a", "model": "nope"})
     level, message = flash_of(agent.text) or ("", "")
-    assert level == "error" and "no model named 'nope'" in message
+    assert level == "error"
+    assert "no model named 'nope'" in message
     await browser.submit(
         "/models",
         "/models",
@@ -413,10 +427,12 @@ async def test_missing_pages_answer_a_browser_with_a_page_and_the_api_with_probl
     assert page.headers["content-type"].startswith("text/html")
     assert "there is no page here" in page.text
     run = await browser.client.get(f"/runs/{uuid.uuid4()}", headers={"accept": "text/html"})
-    assert run.status_code == 404 and "Not Found" in run.text
+    assert run.status_code == 404
+    assert "Not Found" in run.text
     assert "Traceback" not in run.text
     bad = await browser.client.get("/runs?status=exploded", headers={"accept": "text/html"})
-    assert bad.status_code == 400 and "the request was not understood" in bad.text
+    assert bad.status_code == 400
+    assert "the request was not understood" in bad.text
     api = await browser.client.get("/api/v1/nope", headers={"accept": "text/html"})
     assert api.status_code == 404
     assert api.headers["content-type"].startswith("application/problem+json")
@@ -428,10 +444,12 @@ async def test_pages_forbid_framing_inline_scripts_and_caching(
     await browser.sign_in(admin_key)
     response = await browser.client.get("/")
     policy = response.headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-store"
-    assert "<script>" not in response.text and " style=" not in response.text
+    assert "<script>" not in response.text
+    assert " style=" not in response.text
     for asset in ("/static/codeforge.css", "/static/codeforge.js"):
         assert (await browser.client.get(asset)).status_code == 200
 
@@ -470,6 +488,64 @@ async def test_an_unexpected_error_is_a_page_with_a_request_id_never_a_traceback
             assert broken.status_code == 500
             assert "something went wrong on our side" in broken.text
             assert "req-42" in broken.text
-            assert "exploded" not in broken.text and "Traceback" not in broken.text
+            assert "exploded" not in broken.text
+            assert "Traceback" not in broken.text
     finally:
         await runtime.stop("test finished")
+
+
+async def test_the_inspector_forks_and_refuses_what_a_run_cannot_do_yet(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    await browser.submit("/models", "/models", {"name": "m", "base_url": "http://127.0.0.1:9/v1"})
+    await browser.submit("/models", "/agents", {"name": "a", "model": "m"})
+    await browser.submit(
+        "/tasks", "/tasks", {"project_id": project_id, "title": "T", "prompt": "p"}
+    )
+    task = (await browser.client.get("/api/v1/tasks")).json()["items"][0]
+    agent = (await browser.client.get("/api/v1/agents")).json()["items"][0]
+    started = await browser.submit(
+        "/tasks", f"/tasks/{task['id']}/runs", {"agent_id": agent["id"], "deliver": "patch"}
+    )
+    run_id = started.url.path.rsplit("/", 1)[1]
+    inspect = f"/runs/{run_id}/inspect"
+
+    page = await browser.page(inspect)
+    assert "Event #1: RunRequested" in text_of(page)
+    assert "Only a paused (suspended) run can be rewound" in text_of(page)
+    # Nothing ran yet: a replay has nothing to play back.
+    assert "The run has not started: there is nothing to replay." in text_of(page)
+    refused = await browser.submit(inspect, f"/runs/{run_id}/replay", {})
+    assert flash_of(refused.text) == (
+        "error",
+        "the run has not started: there is nothing to replay",
+    )
+    rewind = await browser.submit(inspect, f"/runs/{run_id}/rewind", {"to_seq": "1"})
+    level, message = flash_of(rewind.text) or ("", "")
+    assert level == "error"
+    assert message.startswith("only a suspended run can be rewound")
+
+    # Paused, the preview says why it cannot go back before the run's first prompt.
+    await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/pause", {})
+    preview = text_of(await browser.page(f"{inspect}?seq=1&rewind=true"))
+    assert "Cannot rewind here: to_seq must be between the first prompt" in preview
+
+    forked = await browser.submit(
+        inspect,
+        f"/runs/{run_id}/fork",
+        {"at_seq": "1", "mode": "", "deliver": "", "max_steps": "3"},
+    )
+    assert flash_of(forked.text) == ("info", "Forked from event 1 of the run.")
+    fork = (await browser.client.get(f"/api/v1/runs/{forked.url.path.rsplit('/', 1)[1]}")).json()
+    assert fork["limits"]["max_steps"] == 3
+    assert f"Forked from run {run_id.replace('-', '')[-8:]} at event 1." in text_of(forked.text)
+    past_end = await browser.submit(inspect, f"/runs/{run_id}/fork", {"at_seq": "99"})
+    assert flash_of(past_end.text) == (
+        "error",
+        "at_seq must be between 1 and 2 (the run's log)",
+    )
+    missing = await browser.client.get(f"{inspect}?seq=abc", headers={"accept": "text/html"})
+    assert missing.status_code == 400
+    assert "seq" in missing.text

@@ -102,7 +102,8 @@ async def test_each_checkpoint_shows_what_its_step_changed_and_the_base_view_sho
     (root / "notes.md").write_text("# notes\n")
     (root / "old.txt").unlink()
     second = await setup.hook.checkpoint(setup.workspace, 9, None)
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     run_id = setup.workspace.run_id
 
     step_one = await setup.diffs.diff(setup.principal, run_id, first.id)
@@ -131,7 +132,8 @@ async def test_each_checkpoint_shows_what_its_step_changed_and_the_base_view_sho
         ("old.txt", "deleted"),
     ]
     latest = await setup.diffs.latest(setup.principal, run_id)
-    assert latest is not None and latest.files == everything.files
+    assert latest is not None
+    assert latest.files == everything.files
     assert [c.id for c in await setup.diffs.checkpoints(setup.principal, run_id)] == [
         first.id,
         second.id,

@@ -18,7 +18,9 @@ from litestar.testing import AsyncTestClient
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 _SIGN_IN_TOKEN = re.compile(r'name="sign_in_token" value="([^"]+)"')
-_FLASH = re.compile(r'<div class="flash flash-(\w+)"[^>]*>\s*<strong>[^<]*</strong>\s*(.*?)\s*</div>', re.S)
+_FLASH = re.compile(
+    r'<div class="flash flash-(\w+)"[^>]*>\s*<strong>[^<]*</strong>\s*(.*?)\s*</div>', re.S
+)
 
 
 class PageClient:

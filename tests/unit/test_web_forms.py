@@ -37,7 +37,8 @@ def test_fields_are_typed_and_every_mistake_names_its_field() -> None:
     assert f.decimal("cost") == Decimal("0.50")
     assert f.decimal("missing") is None
     assert f.lines("gates") == ["a", "b"]
-    assert f.checkbox("on") and not f.checkbox("missing")
+    assert f.checkbox("on")
+    assert not f.checkbox("missing")
     assert f.choice("mode", DeliverMode) is DeliverMode.PR
     assert f.optional_choice("blank", DeliverMode) is None
 
@@ -59,7 +60,10 @@ def test_fields_are_typed_and_every_mistake_names_its_field() -> None:
     assert refused(lambda: f.uuid("word", label="agent")) == (
         "word: agent is not one this page offered"
     )
-    assert refused(f.version) == "version: this form lost the version it was shown with; reload the page"
+    assert (
+        refused(f.version)
+        == "version: this form lost the version it was shown with; reload the page"
+    )
 
 
 class Cookies:
@@ -72,7 +76,9 @@ def test_a_flash_reads_back_only_with_its_signature() -> None:
     flashes = Flashes(lambda: key)
     flash = Flash(level="error", message="bad source", field="source", values={"name": "app"})
     cookie = flashes.cookie(flash, secure=False)
-    assert cookie.httponly and cookie.samesite == "strict" and cookie.max_age == 120
+    assert cookie.httponly
+    assert cookie.samesite == "strict"
+    assert cookie.max_age == 120
     assert flashes.read(Cookies(codeforge_flash=cookie.value)) == flash  # type: ignore[arg-type]
     payload, _, signature = str(cookie.value).partition(".")
     assert flashes.read(Cookies(codeforge_flash=f"{payload}x.{signature}")) is None  # type: ignore[arg-type]
@@ -87,14 +93,16 @@ def test_a_flash_fits_in_a_cookie_whatever_was_typed() -> None:
     cookie = flashes.cookie(Flash(message="é" * 5000, values=typed), secure=True)
     assert len(str(cookie.value)) < 3900
     back = flashes.read(Cookies(codeforge_flash=cookie.value))  # type: ignore[arg-type]
-    assert back is not None and back.message.startswith("éé")
+    assert back is not None
+    assert back.message.startswith("éé")
 
 
 @given(st.text(max_size=40))
 def test_a_redirect_target_is_always_a_path_on_this_site(target: str) -> None:
     path = safe_path(target)
     assert path.startswith("/")
-    assert not path.startswith("//") and "\\" not in path
+    assert not path.startswith("//")
+    assert "\\" not in path
     assert all(ord(c) >= 32 for c in path)
 
 
