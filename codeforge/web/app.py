@@ -20,7 +20,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from codeforge.http.asgi import with_headers
 from codeforge.http.errors import EXCEPTION_HANDLERS
 from codeforge.runtime import Runtime
-from codeforge.services.sessions import BrowserSessions, signing_key_from
+from codeforge.services.sessions import signing_key_from
 from codeforge.web.dashboard import DashboardPage
 from codeforge.web.errors import Handler, negotiated, page_error_handler
 from codeforge.web.flash import Flashes
@@ -66,16 +66,13 @@ SERVICES = {
 
 def web_routers(runtime: Runtime, pages: Pages) -> list[Router]:
     """The pages (at /) and their static assets (at /static)."""
-    on_error = page_error_handler(lambda: pages)
+    on_error = page_error_handler(pages)
 
     def service(name: str) -> Provide:
         def provide() -> Any:
             return getattr(runtime.services, name)
 
         return Provide(provide, sync_to_thread=False)
-
-    async def provide_user(request: Request[Any, Any, Any], sessions: BrowserSessions) -> PageUser:
-        return await page_user(request, sessions)
 
     async def provide_form(request: Request[Any, Any, Any], user: PageUser) -> Form:
         # `user` first: the CSRF token is checked before any field is read.
@@ -95,7 +92,7 @@ def web_routers(runtime: Runtime, pages: Pages) -> list[Router]:
         ],
         dependencies={
             "pages": Provide(lambda: pages, sync_to_thread=False),
-            "user": Provide(provide_user),
+            "user": Provide(page_user),
             "form": Provide(provide_form),
             "readiness": Provide(lambda: runtime.readiness, sync_to_thread=False),
             **{param: service(name) for param, name in SERVICES.items()},
@@ -121,7 +118,7 @@ def page_renderer(runtime: Runtime) -> Pages:
 def app_exception_handlers(pages: Pages, api: dict[type[Exception], Any]) -> dict[Any, Any]:
     """The app's handlers, where a path no route matches (404, 405) answers a browser
     that asked for a page with a page, and everyone else as before."""
-    on_error = page_error_handler(lambda: pages)
+    on_error = page_error_handler(pages)
     handler: Handler = api[HTTPException]
     return {**api, HTTPException: negotiated(handler, on_error)}
 

@@ -38,9 +38,8 @@ Handler = Callable[[Request[Any, Any, Any], Exception], Response[Any]]
 NOT_PAGES = ("/api/", "/llm/", "/health", "/schema", "/static/")
 
 
-def page_error_handler(pages: Callable[[], Pages]) -> Handler:
+def page_error_handler(renderer: Pages) -> Handler:
     def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-        renderer = pages()
         unsafe = request.method not in SAFE_METHODS
         back = _back(request) if unsafe else here(request)
         if isinstance(exc, SignInRequired):

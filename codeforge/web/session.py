@@ -72,6 +72,12 @@ async def page_user(request: Request[Any, Any, Any], sessions: BrowserSessions) 
         # A session opened through the API alone has no token the page can use.
         raise SignInRequired()
     principal, session = await sessions.resolve(cookie)
+    try:
+        sessions.check_csrf(session, token)
+    except Forbidden:
+        # The token kept is another session's (this browser signed in again elsewhere,
+        # e.g. through the API): the forms could never be sent. Sign in again.
+        raise SignInRequired() from None
     if request.method not in SAFE_METHODS:
         form = await request.form()
         remember(request, form)

@@ -111,7 +111,7 @@ class Problems:
         page.on("pageerror", lambda error: self.seen.append(f"page error: {error}"))
 
     def _console(self, message: ConsoleMessage) -> None:
-        # A form post that failed on purpose answers 4xx after its redirect: not a problem.
+        # An error page (404, 403) is a 4xx document on purpose: Chromium logs its load.
         if message.type == "error" and "status of 4" not in message.text:
             self.seen.append(f"console: {message.text}")
 

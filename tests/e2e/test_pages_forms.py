@@ -549,3 +549,18 @@ async def test_the_inspector_forks_and_refuses_what_a_run_cannot_do_yet(
     missing = await browser.client.get(f"{inspect}?seq=abc", headers={"accept": "text/html"})
     assert missing.status_code == 400
     assert "seq" in missing.text
+
+
+async def test_a_session_opened_through_the_api_in_the_same_browser_asks_to_sign_in_again(
+    browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    # The API's sign-in replaces the session cookie; the page's CSRF cookie is the old
+    # session's, so its forms could never be sent: the pages ask for a sign-in instead.
+    opened = await browser.client.post("/api/v1/sessions", json={"api_key": admin_key})
+    assert opened.status_code == 201
+    again = await browser.client.get("/projects", follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/sign-in?next=%2Fprojects"
+    await browser.sign_in(admin_key, next="/projects")
+    assert (await browser.client.get("/projects")).status_code == 200
