@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Router
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import HTTPException
 from litestar.static_files import create_static_files_router
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -74,7 +74,9 @@ def web_routers(runtime: Runtime, pages: Pages) -> list[Router]:
 
         return Provide(provide, sync_to_thread=False)
 
-    async def provide_form(request: Request[Any, Any, Any], user: PageUser) -> Form:
+    async def provide_form(
+        request: Request[Any, Any, Any], user: NamedDependency[PageUser]
+    ) -> Form:
         # `user` first: the CSRF token is checked before any field is read.
         return Form(await request.form())
 

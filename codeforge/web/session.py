@@ -22,6 +22,7 @@ from typing import Any
 
 from litestar import Request
 from litestar.datastructures import Cookie
+from litestar.di import NamedDependency
 from msgspec import Struct
 
 from codeforge.domain.errors import Forbidden
@@ -60,7 +61,9 @@ class PageUser(Struct, frozen=True, kw_only=True):
         return self.principal.role.can_administer
 
 
-async def page_user(request: Request[Any, Any, Any], sessions: BrowserSessions) -> PageUser:
+async def page_user(
+    request: Request[Any, Any, Any], sessions: NamedDependency[BrowserSessions]
+) -> PageUser:
     """The signed-in user; for a form post, only after its CSRF token checked out.
 
     Raises SignInRequired without a session, Unauthenticated for an expired or signed
