@@ -16,6 +16,7 @@ from dependency_injector import containers, providers
 
 from adapters.embeddings.local import LocalEmbedder
 from adapters.embeddings.local import installed as local_embeddings_installed
+from adapters.embeddings.openai import OpenAICompatibleEmbedder
 from adapters.git.local import LocalGit
 from adapters.llm.openai import OpenAICompatibleModel
 from adapters.llm.replay import ReplayModel
@@ -60,12 +61,14 @@ from codeforge.agent.llm_proxy import LlmProxy
 from codeforge.agent.workspaces import RunWorkspaces
 from codeforge.context.engine import ContextEngine
 from codeforge.context.projects import ProjectContext
+from codeforge.context.provider import RepoContextProvider
+from codeforge.context.retrieval import EngineCodeSearch
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.idempotency import Idempotency
 from codeforge.http.rate_limits import RateLimits
 from codeforge.log import register_secret
 from codeforge.ports.events import RunEventFeed
-from codeforge.ports.llm import LanguageModel
+from codeforge.ports.llm import LanguageModel, ModelEndpoint
 from codeforge.ports.queue import Queue, RetryPolicy
 from codeforge.ports.sandbox import ISOLATION, SandboxFactory
 from codeforge.services.agents import Agents
@@ -74,7 +77,7 @@ from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.audit import Audit
 from codeforge.services.checkpoint_diffs import CheckpointDiffs
-from codeforge.services.checkpoints import BlobCheckpointer
+from codeforge.services.checkpoints import BlobCheckpointer, CheckpointJanitor
 from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
@@ -195,9 +198,33 @@ def webhook_secret(secrets: Secrets, settings: Settings) -> Callable[[], str | N
     return lambda: secrets.get(name) if name else None
 
 
-def embedder_kind() -> str:
-    # Semantic search when the optional extra is installed; keyword + graph otherwise.
-    return "local" if local_embeddings_installed() else "none"
+def embedder_kind(settings: Settings) -> str:
+    kind = settings.context.embeddings
+    if kind == "auto":
+        # Semantic search when the optional extra is installed; keyword + graph otherwise.
+        return "local" if local_embeddings_installed() else "none"
+    return kind
+
+
+def openai_embedder(llm: LanguageModel, settings: Settings, secrets: Secrets) -> object:
+    name = settings.context.embedding_model
+    model = next(m for m in settings.models if m.name == name)  # checked at load
+    endpoint = ModelEndpoint(
+        base_url=model.base_url,
+        model=model.model or model.name,
+        api_key=secrets.require(model.api_key_secret) if model.api_key_secret else "",
+        timeout=settings.llm.timeout,
+        max_retries=settings.llm.max_retries,
+    )
+    return OpenAICompatibleEmbedder(llm, endpoint, name)
+
+
+def code_search_factory(
+    settings: Settings, engine: ContextEngine
+) -> Callable[[str], EngineCodeSearch] | None:
+    if not settings.context.agent_tools:
+        return None
+    return lambda root: EngineCodeSearch(engine, root)
 
 
 def secret_stores(data_path: Path) -> list[object]:
@@ -353,11 +380,34 @@ class Container(containers.DeclarativeContainer):
         EventStreams, runs, event_feed, settings.provided.api.stream_heartbeat
     )
 
-    # --- the agent runtime --------------------------------------------------
+    # --- language models ----------------------------------------------------
     llm = providers.Selector(
         settings.provided.llm.kind,
         openai=providers.Resource(running_llm, settings),
     )
+
+    # --- code intelligence (codeforge/context) ------------------------------
+    file_tree_context = providers.Singleton(FileTreeContext)
+    embedder = providers.Selector(
+        providers.Callable(embedder_kind, settings),
+        local=providers.Singleton(LocalEmbedder),
+        openai=providers.Singleton(openai_embedder, llm, settings, secrets),
+        none=providers.Object(None),
+    )
+    context_engine = providers.Singleton(
+        ContextEngine, providers.Callable(lambda p: p / "cache" / "context", data_path), embedder
+    )
+    code_graph_store = providers.Singleton(PostgresCodeGraphStore, db_pool)
+    context_provider = providers.Selector(
+        providers.Callable(lambda s: "engine" if s.context.in_prompts else "tree", settings),
+        engine=providers.Singleton(RepoContextProvider, context_engine, file_tree_context),
+        tree=file_tree_context,
+    )
+    project_context = providers.Singleton(
+        ProjectContext, projects, context_engine, code_graph_store
+    )
+
+    # --- the agent runtime --------------------------------------------------
     cost_ledger = providers.Singleton(PostgresCostLedger, db_pool)
     checkpoint_store = providers.Singleton(PostgresCheckpointStore, db_pool)
     artifact_store = providers.Singleton(PostgresArtifactStore, db_pool)
@@ -367,12 +417,16 @@ class Container(containers.DeclarativeContainer):
         checkpoint_store,
         git,
         providers.Callable(lambda p: p / "checkpoints", data_path),
+        max_file_bytes=settings.provided.checkpoints.max_file_bytes,
+        keep_per_run=settings.provided.checkpoints.keep_per_run,
+    )
+    checkpoint_janitor = providers.Singleton(
+        CheckpointJanitor, checkpoint_store, interval=settings.provided.checkpoints.gc_interval
     )
     run_workspaces = providers.Singleton(
         RunWorkspaces, git, projects, providers.Callable(lambda p: p / "runs", data_path)
     )
     delivery = providers.Singleton(Delivery, git, artifact_store)
-    context_provider = providers.Singleton(FileTreeContext)
     agent_stores = providers.Singleton(
         AgentStores, task_store, agent_store, project_store, tenant_store, model_store, event_store
     )
@@ -433,6 +487,7 @@ class Container(containers.DeclarativeContainer):
         ledger=cost_ledger,
         delivery=delivery,
         context=context_provider,
+        code_search=providers.Callable(code_search_factory, settings, context_engine),
         feed=event_feed,
         agent_settings=settings.provided.agent,
         llm_settings=settings.provided.llm,
@@ -459,20 +514,6 @@ class Container(containers.DeclarativeContainer):
         ledger=cost_ledger,
         max_attempts=settings.provided.worker.max_attempts,
         interval=settings.provided.worker.reaper_interval,
-    )
-
-    # --- code intelligence (codeforge/context) ------------------------------
-    embedder = providers.Selector(
-        providers.Callable(embedder_kind),
-        local=providers.Singleton(LocalEmbedder),
-        none=providers.Object(None),
-    )
-    context_engine = providers.Singleton(
-        ContextEngine, providers.Callable(lambda p: p / "cache" / "context", data_path), embedder
-    )
-    code_graph_store = providers.Singleton(PostgresCodeGraphStore, db_pool)
-    project_context = providers.Singleton(
-        ProjectContext, projects, context_engine, code_graph_store
     )
 
     # --- HTTP guards --------------------------------------------------------

@@ -25,6 +25,7 @@ from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.audit import Audit
 from codeforge.services.checkpoint_diffs import CheckpointDiffs
+from codeforge.services.checkpoints import CheckpointJanitor
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.services.event_streams import EventStreams
@@ -164,6 +165,9 @@ class Runtime:
     async def _start_workers(self, with_worker: bool) -> None:
         reaper: LeaseReaper = await self.container.lease_reaper()
         reaper.start()
+        janitor: CheckpointJanitor = await self.container.checkpoint_janitor()
+        janitor.start()
+        self.shutdown.register(Phase.SUSPEND_WORK, "checkpoint janitor", janitor.stop)
         self.shutdown.register(Phase.SUSPEND_WORK, "lease reaper", reaper.stop)
         if not with_worker:
             return

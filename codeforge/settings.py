@@ -170,8 +170,8 @@ class AgentSettings(Section, frozen=True):
     default_wall_seconds: Seconds = 600.0
     # The most tokens one model reply may use (fewer when a budget is nearly spent).
     max_output_tokens: PositiveInt = 4096
-    # Tokens of repository context (file tree, later the repo map) in the first prompt.
-    context_tokens: PositiveInt = 2000
+    # Tokens of repository context (the repo map and retrieved code) in the first prompt.
+    context_tokens: PositiveInt = 4000
     # Compact old tool output when the conversation passes this share of the window.
     compact_at: Annotated[float, Meta(gt=0.1, lt=1.0)] = 0.8
     # Unproductive steps in a row before a corrective message, and as many again to stop.
@@ -194,6 +194,30 @@ class ModelSettings(Section, frozen=True):
     input_price_per_mtok: float | None = None
     output_price_per_mtok: float | None = None
     context_window: PositiveInt = 128_000
+
+
+class ContextSettings(Section, frozen=True):
+    """Code intelligence: the repo map, search and code graph (codeforge/context)."""
+
+    # auto: local MiniLM when the [embeddings] extra is installed, else none (keyword,
+    # repo map and graph only); openai: `embedding_model`, a model from `models:`.
+    embeddings: Literal["auto", "local", "openai", "none"] = "auto"
+    embedding_model: str = ""
+    # A run's first prompt gets the repo map and retrieved code (else the file tree).
+    in_prompts: bool = True
+    # The agent gets the find_context and code_graph tools.
+    agent_tools: bool = True
+
+
+class CheckpointSettings(Section, frozen=True):
+    """Checkpoints of runs' worktrees (blobs in PostgreSQL), and their bounds."""
+
+    # Larger files are listed in a checkpoint but not stored (a restore leaves them be).
+    max_file_bytes: PositiveInt = 10 * 1024 * 1024
+    # A run keeps its first checkpoint and this many newest; older ones are pruned.
+    keep_per_run: PositiveInt = 200
+    # Seconds between collections of blobs no checkpoint uses any more.
+    gc_interval: Seconds = 3600.0
 
 
 class ApprovalSettings(Section, frozen=True):
@@ -246,6 +270,8 @@ class Settings(Section, frozen=True):
     models: list[ModelSettings] = msgspec.field(default_factory=list)
     agent: AgentSettings = msgspec.field(default_factory=AgentSettings)
     approvals: ApprovalSettings = msgspec.field(default_factory=ApprovalSettings)
+    checkpoints: CheckpointSettings = msgspec.field(default_factory=CheckpointSettings)
+    context: ContextSettings = msgspec.field(default_factory=ContextSettings)
     worker: WorkerSettings = msgspec.field(default_factory=WorkerSettings)
     shutdown: ShutdownSettings = msgspec.field(default_factory=ShutdownSettings)
 
@@ -279,6 +305,12 @@ class Settings(Section, frozen=True):
                     "worker.heartbeat_seconds",
                     f"less than worker.lease_seconds ({self.worker.lease_seconds:g})",
                 )
+            )
+        if self.context.embeddings == "openai" and all(
+            m.name != self.context.embedding_model for m in self.models
+        ):
+            found.append(
+                ("context.embedding_model", "the name of a model under `models:` (kind openai)")
             )
         if not self.queue.url.startswith(("nats://", "tls://")) and self.queue.kind == "nats":
             found.append(("queue.url", "a NATS URL such as nats://127.0.0.1:4222"))

@@ -106,6 +106,8 @@ _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^
 _PROGRESS = re.compile(
     r"^(?:remote:\s*)?(?P<stage>[A-Z][A-Za-z ]*[a-z]):\s+(?:(?P<pct>\d{1,3})%|\d)"
 )
+# A full object id (SHA-1 or SHA-256): a plain name, never revision syntax.
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _REVISION_SYNTAX = re.compile(r"@\{|[~^:?*\[\\\s]|\.\.")
 _WOULD_BE_OVERWRITTEN = "would be overwritten by"
 
@@ -396,6 +398,7 @@ def _translated(method: Callable[P, R]) -> Callable[P, R]:
 
 
 @functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=1024)
 def _valid_branch_name(git: str, name: str) -> bool:
     # Outside any repository (cwd=/), so "@{-1}" could not expand even if it got here.
     try:
@@ -459,6 +462,7 @@ class LocalGit:
         self._network_timeout = network_timeout
         self._local_timeout = local_timeout
         self._excludes = _excludes_file(tuple(generated_files))
+        self._kinds: dict[tuple[str, int, int], str] = {}
 
     # ------------------------------------------------------------------ repository
 
@@ -853,7 +857,9 @@ class LocalGit:
     ) -> list[SnapshotEntry]:
         root = self._open(repo)
         self._check_ref(base, branch=False)
-        base_sha = self._resolve(root, base)
+        # A full id needs no lookup (checkpoints pass the run's base commit many times);
+        # git itself refuses one that names nothing.
+        base_sha = base if _OBJECT_ID.fullmatch(base) else self._resolve(root, base)
         if base_sha is None:
             raise UnknownRef(f"no branch, tag or commit {base!r} in {root}")
         scratch = _abs(index_file)
@@ -867,21 +873,25 @@ class LocalGit:
             scratch.unlink(missing_ok=True)
             self._git(root, "read-tree", base_sha, env=env)
             paths = None if rescan else paths
+        pathspec: list[str] = []
         if paths is None:
             self._stage(root, env=env)
         elif paths:
             pathspec = self._pathspec(root, paths)
-            # Dropped first, so git reads them again rather than trusting stat data that a
-            # same-second, same-size rewrite leaves unchanged.
-            self._git(
-                root, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", *pathspec, env=env
-            )
-            # A deleted path is now simply absent; git refuses to add what matches nothing.
-            present = [p for p in pathspec if os.path.lexists(root / p)]
-            if present:
-                self._stage(root, "--ignore-errors", "--", *present, env=env)
+            # `update-index` reads each named file again (no stat shortcut: a same-second,
+            # same-size rewrite is seen), stages a link as a link, drops what is gone, and
+            # stages a named path even if ignored (a tracked file matching an ignore
+            # pattern must not look deleted). Folders need `add`.
+            folders = [p for p in pathspec if (root / p).is_dir() and not (root / p).is_symlink()]
+            single = [p for p in pathspec if p not in folders]
+            if single:
+                self._git(root, "update-index", "--add", "--remove", "--", *single, env=env)
+            if folders:
+                self._git(root, "add", "-A", "-f", "--", *folders, env=env)
+        else:
+            return []
         _, out, _ = self._runner.run(
-            ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha],
+            ["diff-index", "--cached", "--no-renames", "-z", "--raw", base_sha, "--", *pathspec],
             cwd=root,
             env=env,
             timeout=self._local_timeout,
@@ -889,12 +899,30 @@ class LocalGit:
         return _parse_raw_diff(out)
 
     @_translated
+    def list_tree(self, repo: AnyPath, commit: str) -> dict[str, tuple[int, str]]:
+        root = self._open(repo)
+        self._check_ref(commit, branch=False)
+        try:
+            _, out, _ = self._git(root, "ls-tree", "-r", "-z", "--full-tree", commit)
+        except _GitFailed as e:
+            if "not a tree object" in e.stderr or "bad" in e.stderr.lower():
+                raise UnknownRef(f"no commit {commit!r} in {root}") from e
+            raise e.as_port_error("listing a tree") from e
+        found: dict[str, tuple[int, str]] = {}
+        for record in out.split(b"\0"):
+            if not record:
+                continue
+            meta, _, raw_path = record.partition(b"\t")
+            mode, _kind, object_id = meta.decode().split()
+            found[raw_path.decode("utf-8", "surrogateescape")] = (int(mode, 8), object_id)
+        return found
+
+    @_translated
     def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
         root = self._open(repo)
         if not names:
             return {}
-        if any("\n" in n or "\0" in n for n in names):
-            raise InvalidVcsArgument("an object name holds a newline or NUL")
+        _check_object_names(names)
         found: dict[str, bytes] = {}
         with tempfile.NamedTemporaryFile("wb", suffix=".names") as listing:
             listing.write(b"".join(n.encode("utf-8", "surrogateescape") + b"\n" for n in names))
@@ -979,9 +1007,18 @@ class LocalGit:
 
     def _open(self, repo: AnyPath, *, worktree: bool = True) -> Path:
         root = _abs(repo)
-        if not root.exists():
-            raise RepositoryNotFound(f"{root} does not exist")
-        kind = self._probe(root)
+        try:
+            # The folder's identity: a folder removed and made again is probed again.
+            identity = (str(root), os.stat(root).st_ino, os.stat(root).st_ctime_ns)
+        except OSError:
+            raise RepositoryNotFound(f"{root} does not exist") from None
+        kind = self._kinds.get(identity)
+        if kind is None:
+            kind = self._probe(root)
+            if kind is not None:
+                # Checkpoints ask many times a second about the same worktree; the probe
+                # is a git process each time otherwise.
+                self._kinds[identity] = kind
         if kind is None or kind == "gitdir":
             raise NotAGitRepository(f"{root} is not the top of a git repository")
         if worktree and kind == "bare":
@@ -1055,7 +1092,7 @@ class LocalGit:
         what = "branch name" if branch else "ref"
         if not name or name.startswith("-"):
             raise InvalidRefName(f"{name!r} is not a valid {what}")
-        if not branch and name == "HEAD":
+        if not branch and (name == "HEAD" or _OBJECT_ID.fullmatch(name)):
             return
         if _REVISION_SYNTAX.search(name) or not _valid_branch_name(self._git_bin, name):
             raise InvalidRefName(f"{name!r} is not a valid {what}")
@@ -1113,6 +1150,11 @@ class LocalGit:
 
 
 _LITERAL = {"GIT_LITERAL_PATHSPECS": "1"}
+
+
+def _check_object_names(names: Sequence[str]) -> None:
+    if any("\n" in n or "\0" in n for n in names):
+        raise InvalidVcsArgument("an object name holds a newline or NUL")
 
 
 def _parse_raw_diff(out: bytes) -> list[SnapshotEntry]:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Mapping
 
 from codeforge.domain.errors import Conflict, NotFound
-from codeforge.ports.checkpoints import Checkpoint, check_blobs, check_manifest
+from codeforge.ports.checkpoints import Checkpoint, blobs_of, check_blobs, check_manifest
 
 
 class MemoryCheckpointStore:
@@ -40,6 +40,22 @@ class MemoryCheckpointStore:
             c for c in self._checkpoints.values() if c.tenant_id == tenant_id and c.run_id == run_id
         ]
         return sorted(found, key=lambda c: (c.after_seq, c.created_at))
+
+    async def prune(self, tenant_id: uuid.UUID, run_id: uuid.UUID, keep: int) -> int:
+        ordered = await self.list_for_run(tenant_id, run_id)
+        newest = ordered[len(ordered) - keep :] if keep > 0 else []
+        kept = {ordered[0].id} | {c.id for c in newest} if ordered else set()
+        gone = [c.id for c in ordered if c.id not in kept]
+        for checkpoint_id in gone:
+            del self._checkpoints[checkpoint_id]
+        return len(gone)
+
+    async def collect_garbage(self, limit: int = 10_000) -> int:
+        used = set().union(*(blobs_of(c) for c in self._checkpoints.values()))
+        unused = [sha for sha in self._blobs if sha not in used][:limit]
+        for sha in unused:
+            del self._blobs[sha]
+        return len(unused)
 
     async def blob(self, sha256: str) -> bytes:
         try:

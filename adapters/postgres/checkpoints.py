@@ -70,6 +70,12 @@ class PostgresCheckpointStore:
                 )
             except psycopg.errors.UniqueViolation as e:
                 raise Conflict(f"checkpoint {checkpoint.id} already exists") from e
+            if needed:
+                await conn.execute(
+                    "INSERT INTO checkpoint_blob_refs (checkpoint_id, sha256)"
+                    " SELECT %s, unnest(%s::text[])",
+                    (checkpoint.id, needed),
+                )
 
     async def get(self, tenant_id: uuid.UUID, checkpoint_id: uuid.UUID) -> Checkpoint:
         rows = await self._select("tenant_id = %s AND id = %s", (tenant_id, checkpoint_id))
@@ -99,6 +105,30 @@ class PostgresCheckpointStore:
         if row is None:
             raise NotFound(f"no checkpoint blob {sha256}", field="sha256")
         return bytes(row[0])
+
+    async def prune(self, tenant_id: uuid.UUID, run_id: uuid.UUID, keep: int) -> int:
+        async with connection(self._pool, "the checkpoint store") as conn:
+            cursor = await conn.execute(
+                "DELETE FROM checkpoints WHERE tenant_id = %(tenant)s AND run_id = %(run)s"
+                " AND id NOT IN (SELECT id FROM checkpoints"
+                "  WHERE tenant_id = %(tenant)s AND run_id = %(run)s"
+                "  ORDER BY after_seq DESC, created_at DESC LIMIT %(keep)s)"
+                " AND id <> (SELECT id FROM checkpoints"
+                "  WHERE tenant_id = %(tenant)s AND run_id = %(run)s"
+                "  ORDER BY after_seq, created_at LIMIT 1)",
+                {"tenant": tenant_id, "run": run_id, "keep": keep},
+            )
+            return cursor.rowcount
+
+    async def collect_garbage(self, limit: int = 10_000) -> int:
+        async with connection(self._pool, "the checkpoint store") as conn:
+            cursor = await conn.execute(
+                "DELETE FROM checkpoint_blobs WHERE sha256 IN (SELECT b.sha256"
+                " FROM checkpoint_blobs b WHERE NOT EXISTS"
+                " (SELECT 1 FROM checkpoint_blob_refs r WHERE r.sha256 = b.sha256) LIMIT %s)",
+                (limit,),
+            )
+            return cursor.rowcount
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[Checkpoint]:
         query = f"SELECT {_COLUMNS} FROM checkpoints WHERE {where}"  # noqa: S608 - constants

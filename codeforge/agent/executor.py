@@ -38,13 +38,14 @@ from codeforge.agent.models import endpoint_for, find_model
 from codeforge.agent.prompt import assemble
 from codeforge.agent.replay import divergences
 from codeforge.agent.spending import Spending, budgets_for
-from codeforge.agent.tools import Toolbox, default_toolbox
+from codeforge.agent.tools import CodeSearch, default_toolbox
 from codeforge.agent.workspaces import RunWorkspaces
 from codeforge.domain.agents import Agent
 from codeforge.domain.errors import BudgetExceeded, DomainError, NotFound
 from codeforge.domain.events import (
     CheckpointCreated,
     CheckpointRestored,
+    ContextPackBuilt,
     Event,
     ModelResponded,
     PromptAssembled,
@@ -160,7 +161,7 @@ class AgentExecutor:
         notifier: ApprovalNotifier,
         replay_model: Callable[[list[ModelResponded]], LanguageModel],
         public_url: str = "",
-        toolbox: Toolbox | None = None,
+        code_search: Callable[[str], CodeSearch] | None = None,
     ) -> None:
         self._stores = stores
         self._secrets = secrets
@@ -179,7 +180,8 @@ class AgentExecutor:
         self._notifier = notifier
         self._replay_model = replay_model
         self._public_url = public_url.rstrip("/")
-        self._toolbox = toolbox or default_toolbox()
+        self._code_search = code_search
+        self._toolbox = default_toolbox(code_intelligence=code_search is not None)
 
     async def execute(self, run: Run, cancel: RunControls, journal: Journal) -> Outcome:
         structlog.contextvars.bind_contextvars(run_id=str(run.id))
@@ -418,6 +420,7 @@ class AgentExecutor:
                 journal=journal,
                 endpoint=plan.endpoint,
                 model_name=plan.model.name,
+                code=self._code_search(workspace.path) if self._code_search else None,
             )
             log.info("agent loop starting", steps_done=steps, sandbox=sandbox.kind)
             return await loop.run(scope, conversation, cancel, steps_done=steps)
@@ -514,8 +517,21 @@ class AgentExecutor:
                 raise _failed("invalid_run", "the run to replay never assembled its prompt")
             await journal.append(prompt_event)
             return Conversation(prompt_event.system, prompt_event.user), 0
+        query = f"{plan.task.title}\n{plan.task.prompt}\n" + "\n".join(
+            plan.task.acceptance_criteria
+        )
         context = await self._context.build(
-            workspace.path, plan.task.prompt, token_budget=self._settings.context_tokens
+            workspace.path, query, token_budget=self._settings.context_tokens
+        )
+        await journal.append(
+            ContextPackBuilt(
+                provider=context.provider,
+                query=query[:2000],
+                token_budget=self._settings.context_tokens,
+                tokens=context.token_count,
+                items=[msgspec.to_builtins(i) for i in context.items[:200]],
+                notices=context.notices,
+            )
         )
         prompt = await assemble(task=plan.task, agent=plan.agent, sandbox=sandbox, context=context)
         await journal.append(

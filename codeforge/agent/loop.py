@@ -43,7 +43,7 @@ from codeforge.agent.deltas import DeltaPublisher
 from codeforge.agent.gates import GateRunner
 from codeforge.agent.spending import Spending
 from codeforge.agent.stall import NUDGE, StallDetector, StepRecord
-from codeforge.agent.tools import Toolbox, ToolContext, ToolResult
+from codeforge.agent.tools import CodeSearch, Toolbox, ToolContext, ToolResult
 from codeforge.agent.tools.base import Tool
 from codeforge.domain.errors import BudgetExceeded
 from codeforge.domain.events import (
@@ -107,6 +107,7 @@ class RunScope:
     journal: Journal
     endpoint: ModelEndpoint
     model_name: str
+    code: CodeSearch | None = None
 
 
 class _Cancelled(Exception):
@@ -444,6 +445,7 @@ class AgentLoop:
             bash_timeout=self._settings.bash_timeout,
             bash_max_timeout=self._settings.bash_max_timeout,
             emit=emit,
+            code=scope.code,
         )
         return await tool(tool.decode(p.arguments), context)
 

@@ -5,10 +5,16 @@ for the same calls under the same ids). Each difference is one `ReplayDiverged`:
 a different `ok`, exit code or output of a call, a different policy decision, a call
 the recording has that the replay never reached (`missing`), or one it made beyond
 the recording (`extra`).
+
+Outputs are compared with what changes on every run masked — durations ("Ran 3 tests
+in 0.006s", "12.5 ms"), clock times and dates, memory addresses — so a test runner's
+timing line is not reported as a changed outcome, while "5 passed" against "4
+passed" is.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from codeforge.domain.events import (
@@ -20,6 +26,22 @@ from codeforge.domain.events import (
 )
 
 SHOWN = 2000
+
+_VOLATILE = [
+    (re.compile(r"\b\d+(?:\.\d+)?\s*(?:ms|us|µs|ns|s|sec|secs|seconds?|minutes?)\b"), "<duration>"),
+    (
+        re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?"),
+        "<time>",
+    ),
+    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b"), "<time>"),
+    (re.compile(r"\b0x[0-9a-fA-F]{6,}\b"), "<address>"),
+]
+
+
+def _steady(text: str) -> str:
+    for pattern, mask in _VOLATILE:
+        text = pattern.sub(mask, text)
+    return text
 
 
 def _calls(events: Iterable[StoredEvent]) -> dict[str, tuple[int, dict[str, str]]]:
@@ -50,7 +72,8 @@ def divergences(
             continue
         again = now[cid][1]
         for name in ("decision", "ok", "exit_code", "output"):
-            if fields.get(name) != again.get(name):
+            a, b = fields.get(name) or "", again.get(name) or ""
+            if (_steady(a) != _steady(b)) if name == "output" else (a != b):
                 found.append(
                     ReplayDiverged(
                         step=step,

@@ -110,6 +110,19 @@ class PromptAssembled(Event, frozen=True, kw_only=True):
     context_tokens: int = 0
 
 
+class ContextPackBuilt(Event, frozen=True, kw_only=True):
+    """What of the repository went into the first prompt, and why (its text is in
+    `PromptAssembled`): provenance for the inspector and for reproducing the prompt."""
+
+    provider: str
+    query: str = ""
+    token_budget: int = 0
+    tokens: int = 0
+    # Each {"path", "start_line", "end_line", "reason", "tokens"}.
+    items: list[dict[str, Any]] = []
+    notices: list[str] = []
+
+
 class ModelResponded(Event, frozen=True, kw_only=True):
     step: int
     model: str
@@ -287,6 +300,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         RunFailed,
         RunCancelled,
         WorkspacePrepared,
+        ContextPackBuilt,
         PromptAssembled,
         ModelResponded,
         ToolCallRequested,

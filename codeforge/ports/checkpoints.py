@@ -14,6 +14,8 @@ no worker's local disk.
   (else ValidationFailed). Ids are unique (a duplicate is a Conflict).
 - `latest(run)` is the checkpoint with the highest `after_seq` (None if none);
   `get` and `blob` raise NotFound for an unknown id or sha; all reads are tenant-scoped.
+- `prune(run, keep)` deletes all but the run's first checkpoint and its `keep` newest;
+  `collect_garbage()` deletes blobs no remaining checkpoint uses. Both return counts.
 
 `CheckpointHook` — what the runtime calls after a tool ran: it receives the run's
 workspace, the seq of the event the checkpoint follows, and the paths the tool says it
@@ -40,6 +42,7 @@ __all__ = [
     "CheckpointStore",
     "FileEntry",
     "RunWorkspace",
+    "blobs_of",
     "check_blobs",
     "check_manifest",
 ]
@@ -48,11 +51,16 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class FileEntry(Struct, frozen=True, kw_only=True):
-    """One path of a checkpoint: its content's sha256 and mode; `sha256=None` is deleted."""
+    """One path of a checkpoint: its content's sha256 and mode; `sha256=None` is deleted.
+
+    A file the checkpointer would not store (larger than its cap) is listed with
+    `skipped` saying why and no sha: a restore leaves such a file as it finds it.
+    """
 
     sha256: str | None
     mode: int = 0o644
     size: int = 0
+    skipped: str = ""
 
 
 class Checkpoint(Struct, frozen=True, kw_only=True):
@@ -89,9 +97,13 @@ def check_blobs(blobs: Mapping[str, bytes]) -> None:
             raise ValidationFailed(f"blob {sha[:16]}… is not the sha256 of its content")
 
 
+def blobs_of(checkpoint: Checkpoint) -> set[str]:
+    return {e.sha256 for e in checkpoint.files.values() if e.sha256 is not None}
+
+
 def check_manifest(checkpoint: Checkpoint, present: set[str] | None = None) -> list[str]:
     """The shas a checkpoint needs; with `present`, raise unless all are among them."""
-    needed = sorted({e.sha256 for e in checkpoint.files.values() if e.sha256 is not None})
+    needed = sorted(blobs_of(checkpoint))
     bad = [sha for sha in needed if not _SHA256.fullmatch(sha)]
     if bad:
         raise ValidationFailed(f"not a sha256: {bad[0]!r}")
@@ -119,6 +131,10 @@ class CheckpointStore(Protocol):
         ...
 
     async def blob(self, sha256: str) -> bytes: ...
+
+    async def prune(self, tenant_id: uuid.UUID, run_id: uuid.UUID, keep: int) -> int: ...
+
+    async def collect_garbage(self, limit: int = 10_000) -> int: ...
 
 
 class CheckpointHook(Protocol):

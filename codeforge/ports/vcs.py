@@ -480,9 +480,10 @@ class Vcs(Protocol):
         `index_file` is a scratch index the caller owns (made from `base` when it does
         not exist yet; later calls are incremental, reading only what changed); the
         repository's own index, HEAD and refs are never touched. With `paths`, only
-        those are re-staged (the rest stays as the scratch index last saw it); without,
-        every change is (`add -A`: untracked files too, ignored ones not). Git stores the
-        staged contents as objects; read them with `read_objects`. Symbolic links are
+        those are re-staged — even if ignored — and only differences among them are
+        listed (the caller keeps the rest from its last snapshot); without, every change
+        is staged (`add -A`: untracked files too, ignored ones not) and listed. Git stores
+        the staged contents as objects; read them with `read_objects`. Symbolic links are
         recorded as links (mode 0o120000), never followed. Sorted by path.
 
         Git trusts file stat data (size, mtime to the second, inode) to skip reading
@@ -490,6 +491,10 @@ class Vcs(Protocol):
         can look unchanged. `rescan` rebuilds the scratch index from `base`, so every file
         is read (use it after rewriting files behind git's back).
         """
+        ...
+
+    def list_tree(self, repo: AnyPath, commit: str) -> dict[str, tuple[int, str]]:
+        """Every file of `commit`'s tree, recursively: path -> (git mode, object id)."""
         ...
 
     def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:

@@ -13,7 +13,12 @@ base commit's — read from the project's clone on this host. Two views:
 Text files get a unified diff (`a/<path>`, `b/<path>`, three lines of context);
 files that are not UTF-8 text are reported as binary with their sizes. Large
 contents are cut, and the diff says so: this is for reading, the patch artifact is
-for applying.
+for applying. A file the checkpointer listed without storing it (over its size cap)
+is reported with the reason and no diff.
+
+Older checkpoints of a long run are pruned (its first and newest are kept): "previous"
+then means the previous checkpoint still stored, and the diff covers every step since
+it; asking for a pruned checkpoint is NotFound, saying so.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class FileDiff(Struct, frozen=True, kw_only=True):
     # The unified diff ("" for binary files); cut at MAX_DIFF_CHARS when `truncated`.
     diff: str = ""
     truncated: bool = False
+    # Why the content is unknown: the checkpointer listed the file without storing it.
+    skipped: str = ""
 
 
 class CheckpointDiff(Struct, frozen=True, kw_only=True):
@@ -94,11 +101,13 @@ class CheckpointDiffs:
         checkpoints = await self._store.list_for_run(principal.tenant_id, run_id)
         index = next((i for i, c in enumerate(checkpoints) if c.id == checkpoint_id), None)
         if index is None:
-            raise NotFound(f"run {run_id} has no checkpoint {checkpoint_id}")
+            raise NotFound(
+                f"checkpoint {checkpoint_id} of run {run_id} is not stored (never made, or "
+                "pruned: a run keeps its first and its newest checkpoints)"
+            )
         target = checkpoints[index]
         before = checkpoints[index - 1] if against == "previous" and index > 0 else None
-        paths = sorted(target.changed if against == "previous" else target.files)
-        return await self._compare(run.project_id, target, before, paths, against)
+        return await self._compare(run.project_id, target, before, against)
 
     async def latest(self, principal: Principal, run_id: uuid.UUID) -> CheckpointDiff | None:
         """Everything the run has changed so far (its newest checkpoint against the base)."""
@@ -106,18 +115,23 @@ class CheckpointDiffs:
         newest = await self._store.latest(principal.tenant_id, run_id)
         if newest is None:
             return None
-        return await self._compare(run.project_id, newest, None, sorted(newest.files), "base")
+        return await self._compare(run.project_id, newest, None, "base")
 
     async def _compare(
         self,
         project_id: uuid.UUID,
         target: Checkpoint,
         before: Checkpoint | None,
-        paths: list[str],
         against: Against,
     ) -> CheckpointDiff:
+        # A path neither lists is as the base has it on both sides; one listed alike on
+        # both did not change between them.
+        earlier = before.files if before else {}
+        paths = sorted(
+            p for p in set(target.files) | set(earlier) if target.files.get(p) != earlier.get(p)
+        )
         # The base is needed for every path one side does not hold itself.
-        from_base = [p for p in paths if p not in target.files or not _holds(before, p)]
+        from_base = [p for p in paths if p not in target.files or p not in earlier]
         base = (
             await self._base_files(target.tenant_id, project_id, target.base_commit, from_base)
             if from_base
@@ -125,6 +139,15 @@ class CheckpointDiffs:
         )
         files = []
         for path in paths:
+            skipped = _skipped(target, path) or _skipped(before, path)
+            if skipped:
+                had = (
+                    earlier[path].sha256 is not None or bool(earlier[path].skipped)
+                    if (path in earlier)
+                    else path in (base or {})
+                )
+                files.append(_unknown(path, target, skipped, existed=had))
+                continue
             old = await self._content(before, path, base or {})
             new = await self._content(target, path, base or {})
             if old != new:
@@ -150,8 +173,16 @@ class CheckpointDiffs:
         return await self._store.blob(entry.sha256)
 
 
-def _holds(checkpoint: Checkpoint | None, path: str) -> bool:
-    return checkpoint is not None and path in checkpoint.files
+def _skipped(checkpoint: Checkpoint | None, path: str) -> str:
+    entry = checkpoint.files.get(path) if checkpoint else None
+    return entry.skipped if entry is not None else ""
+
+
+def _unknown(path: str, target: Checkpoint, why: str, *, existed: bool) -> FileDiff:
+    entry = target.files.get(path)
+    gone = entry is not None and entry.sha256 is None and not entry.skipped
+    change: Change = "deleted" if gone else "modified" if existed else "added"
+    return FileDiff(path=path, change=change, new_size=entry.size if entry else 0, skipped=why)
 
 
 def _file_diff(path: str, old: bytes | None, new: bytes | None) -> FileDiff:

@@ -165,6 +165,9 @@ class GitRunner:
             self._vcs.snapshot, repo, base, index_file=index_file, paths=paths, rescan=rescan
         )
 
+    async def list_tree(self, repo: AnyPath, commit: str) -> dict[str, tuple[int, str]]:
+        return await self._call(self._vcs.list_tree, repo, commit)
+
     async def read_objects(self, repo: AnyPath, names: Sequence[str]) -> dict[str, bytes]:
         return await self._call(self._vcs.read_objects, repo, names)
 

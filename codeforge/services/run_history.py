@@ -28,7 +28,7 @@ import msgspec
 from msgspec import Struct
 
 from codeforge.domain.commands import ControlRun
-from codeforge.domain.errors import Conflict, ValidationFailed
+from codeforge.domain.errors import Conflict, NotFound, ValidationFailed
 from codeforge.domain.events import (
     CheckpointCreated,
     Event,
@@ -183,7 +183,14 @@ class RunHistory:
     ) -> dict[str, tuple[str | None, int]]:
         if made is None:
             return {}
-        checkpoint = await self._checkpoints.get(principal.tenant_id, made.checkpoint_id)
+        try:
+            checkpoint = await self._checkpoints.get(principal.tenant_id, made.checkpoint_id)
+        except NotFound:
+            raise ValidationFailed(
+                f"the checkpoint after seq {made.after_seq} was pruned (checkpoints.keep_per_run);"
+                " rewind to a later event, or fork from the first one",
+                field="to_seq",
+            ) from None
         return {p: (e.sha256, e.mode) for p, e in checkpoint.files.items()}
 
     # -- fork and replay -------------------------------------------------------------------

@@ -11,11 +11,11 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import Redirect, Template
 
-from codeforge.domain.errors import DomainError
+from codeforge.domain.errors import DomainError, NotFound
 from codeforge.domain.events import CheckpointCreated, StoredEvent
 from codeforge.domain.keys import Principal
 from codeforge.domain.runs import DeliverMode, SandboxMode
-from codeforge.services.checkpoint_diffs import CheckpointDiffs
+from codeforge.services.checkpoint_diffs import CheckpointDiff, CheckpointDiffs
 from codeforge.services.run_history import RewindPlan, RunHistory
 from codeforge.services.runs import Runs
 from codeforge.web import views
@@ -64,9 +64,7 @@ class InspectorPages(Controller):
             checkpoints=checkpoints,
             bound=bound,
             against=against,
-            diff=await diffs.diff(principal, run_id, bound.event.checkpoint_id, against)
-            if bound is not None and isinstance(bound.event, CheckpointCreated)
-            else None,
+            diff=await _diff(diffs, principal, run_id, bound, against),
             plan=await _preview(history, principal, run_id, at) if rewind else None,
             modes=list(SandboxMode),
             deliver_choices=DELIVER_CHOICES,
@@ -140,6 +138,22 @@ def _checkpoint_at(checkpoints: list[StoredEvent], seq: int) -> StoredEvent | No
         if isinstance(made, CheckpointCreated) and made.after_seq <= seq:
             bound = stored
     return bound
+
+
+async def _diff(
+    diffs: CheckpointDiffs,
+    principal: Principal,
+    run_id: uuid.UUID,
+    bound: StoredEvent | None,
+    against: Literal["previous", "base"],
+) -> CheckpointDiff | str | None:
+    """The diff at the checkpoint, or why there is none to show (a pruned checkpoint)."""
+    if bound is None or not isinstance(bound.event, CheckpointCreated):
+        return None
+    try:
+        return await diffs.diff(principal, run_id, bound.event.checkpoint_id, against)
+    except NotFound as e:
+        return e.message
 
 
 async def _preview(

@@ -98,3 +98,31 @@ async def test_latest_and_listing_follow_the_seq_and_the_tenant(store: Checkpoin
         await store.save(made[0])
     with pytest.raises(NotFound):
         await store.blob("0" * 64)
+
+
+async def test_pruning_keeps_the_first_and_the_newest_and_collects_unused_blobs(
+    store: CheckpointStore,
+) -> None:
+    tenant, run = uuid.uuid4(), new_id()
+    contents = [f"version {n} {uuid.uuid4()}".encode() for n in range(6)]
+    await store.put_blobs({sha(c): c for c in contents})
+    shared = contents[0]
+    made = []
+    for n, content in enumerate(contents):
+        files = {"f.txt": FileEntry(sha256=sha(content), size=len(content))}
+        if n:
+            files["keep.txt"] = FileEntry(sha256=sha(shared), size=len(shared))
+        cp = checkpoint(tenant, run, 10 + n, files)
+        await store.save(cp)
+        made.append(cp)
+    assert await store.prune(tenant, run, 2) == 3
+    assert [c.after_seq for c in await store.list_for_run(tenant, run)] == [10, 14, 15]
+    assert await store.prune(tenant, run, 2) == 0
+    await store.collect_garbage()
+    # Blobs of pruned checkpoints are gone; those still used (the first's too) remain.
+    for n in (1, 2, 3):
+        with pytest.raises(NotFound):
+            await store.blob(sha(contents[n]))
+    for n in (0, 4, 5):
+        assert await store.blob(sha(contents[n])) == contents[n]
+    assert await store.prune(uuid.uuid4(), run, 0) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -76,3 +77,34 @@ class TestLocalEmbedder(EmbedderContract):
     def test_the_model_is_minilm_with_384_dimensions(self, embedder: Embedder) -> None:
         assert embedder.dimensions == 384
         assert "MiniLM" in embedder.model
+
+
+class TestOpenAICompatibleEmbedder(EmbedderContract):
+    """Against the scripted server's /v1/embeddings, through the real HTTP adapter."""
+
+    @pytest.fixture
+    async def embedder(self, scripted_llm: Any) -> Any:
+        from adapters.embeddings.openai import OpenAICompatibleEmbedder
+        from adapters.llm.openai import OpenAICompatibleModel
+        from codeforge.ports.llm import ModelEndpoint
+
+        llm = OpenAICompatibleModel()
+        endpoint = ModelEndpoint(base_url=scripted_llm.base_url, model="scripted-embedder")
+        embedder = OpenAICompatibleEmbedder(llm, endpoint, "embedder")
+        await embedder.embed(["warm up: learn the dimensions"])
+        yield embedder
+        await llm.close()
+
+    async def test_an_unreachable_endpoint_is_unavailable_not_a_crash(self) -> None:
+        from adapters.embeddings.openai import OpenAICompatibleEmbedder
+        from adapters.llm.openai import OpenAICompatibleModel
+        from codeforge.ports.embedder import EmbedderUnavailable
+        from codeforge.ports.llm import ModelEndpoint
+
+        llm = OpenAICompatibleModel(backoff_base=0.01)
+        endpoint = ModelEndpoint(base_url="http://127.0.0.1:9/v1", model="m", max_retries=0)
+        try:
+            with pytest.raises(EmbedderUnavailable, match="could not be used"):
+                await OpenAICompatibleEmbedder(llm, endpoint, "down").embed(["x"])
+        finally:
+            await llm.close()

@@ -17,6 +17,7 @@ from codeforge.runtime import Runtime
 from codeforge.settings import (
     AgentSettings,
     ApiSettings,
+    ContextSettings,
     DatabaseSettings,
     RateLimitSettings,
     SandboxSettings,
@@ -53,6 +54,9 @@ async def runtime(
             tmp_path / "data",
             sandbox=SandboxSettings(kind="mount"),
             agent=AgentSettings(stall_window=2, default_wall_seconds=60),
+            # No embedding model for runs' prompts: loading one costs seconds of CPU per
+            # runtime, and keyword, repo map and graph signals are what these tests read.
+            context=ContextSettings(embeddings="none"),
         )
         runtime = Runtime(Container(settings=settings))
         await runtime.start()

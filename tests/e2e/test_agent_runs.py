@@ -470,3 +470,33 @@ async def test_the_same_fix_in_an_isolating_sandbox(
     assert bash["exit_code"] == 0, bash["output"]
     patch = await client.get(f"/api/v1/runs/{run['id']}/artifacts/patch", headers=admin)
     assert "+    return a + b" in patch.text
+
+
+async def test_the_prompt_carries_the_repo_map_and_the_agent_can_search_the_code(
+    runtime: Runtime,
+    client: AsyncTestClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    scripted_llm.reply(tool_calls=[("find_context", {"query": "where is the add function"})])
+    scripted_llm.reply(tool_calls=[("code_graph", {"symbol": "add", "relation": "callers"})])
+    scripted_llm.reply(tool_calls=[("finish", {"summary": "looked around"})])
+    run = await post(client, admin, "/api/v1/runs", ids)
+    done = await wait_for_end(client, admin, run["id"])
+    assert done["status"] == "succeeded", done
+    events = await events_of(client, admin, run["id"])
+    [pack] = [e["data"] for e in events if e["type"] == "ContextPackBuilt"]
+    assert pack["provider"] == "repo-map+retrieval"
+    assert any(i["path"] == "calc.py" for i in pack["items"])
+    prompt = next(e["data"] for e in events if e["type"] == "PromptAssembled")
+    assert "Repository map" in prompt["system"]
+    assert "def add(a, b)" in prompt["system"]
+    tools = {t["function"]["name"] for t in scripted_llm.chat_requests[0].json["tools"]}
+    assert {"find_context", "code_graph"} <= tools
+    found, graph = [e["data"]["output"] for e in events if e["type"] == "ToolCallCompleted"][:2]
+    assert "calc.py:1-" in found
+    assert "def add(a, b):" in found
+    assert "test_calc.py" in graph

@@ -177,3 +177,43 @@ async def test_another_tenants_run_or_an_unknown_checkpoint_is_not_found(setup: 
         await setup.diffs.diff(setup.principal, setup.workspace.run_id, uuid.uuid4())
     with pytest.raises(NotFound):
         await setup.diffs.latest(setup.principal, uuid.uuid4())
+
+
+async def test_a_file_too_large_to_store_is_listed_with_the_reason(
+    setup: Setup, runner: GitRunner, tmp_path: Path
+) -> None:
+    capped = BlobCheckpointer(setup.store, runner, tmp_path / "capped", max_file_bytes=100)
+    (setup.repo / "big.txt").write_text("x" * 500)
+    (setup.repo / "app.py").write_text("small\n")
+    made = await capped.checkpoint(setup.workspace, 3, None)
+    assert made is not None
+    found = await setup.diffs.diff(setup.principal, setup.workspace.run_id, made.id)
+    by_path = {f.path: f for f in found.files}
+    assert by_path["big.txt"].change == "added"
+    assert by_path["big.txt"].skipped == "larger than 100 bytes"
+    assert by_path["big.txt"].diff == ""
+    assert by_path["app.py"].diff.endswith("+small\n")
+
+
+async def test_after_pruning_previous_means_the_previous_checkpoint_still_stored(
+    setup: Setup, runner: GitRunner, tmp_path: Path
+) -> None:
+    hook = BlobCheckpointer(setup.store, runner, tmp_path / "pruning")
+    made = []
+    for step, text in enumerate(["one\n", "two\n", "three\n"]):
+        (setup.repo / f"f{step}.txt").write_text(text)
+        checkpoint = await hook.checkpoint(setup.workspace, 3 + step, None)
+        assert checkpoint is not None
+        made.append(checkpoint)
+    run_id = setup.workspace.run_id
+    assert await setup.store.prune(setup.principal.tenant_id, run_id, keep=1) == 1
+    kept = [c.id for c in await setup.diffs.checkpoints(setup.principal, run_id)]
+    assert kept == [made[0].id, made[2].id]  # the first and the newest
+    since_first = await setup.diffs.diff(setup.principal, run_id, made[2].id)
+    assert since_first.previous_id == made[0].id
+    assert [(f.path, f.change) for f in since_first.files] == [
+        ("f1.txt", "added"),
+        ("f2.txt", "added"),
+    ]
+    with pytest.raises(NotFound, match="pruned"):
+        await setup.diffs.diff(setup.principal, run_id, made[1].id)

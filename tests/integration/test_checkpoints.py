@@ -121,3 +121,68 @@ async def test_restore_makes_the_worktree_equal_to_the_checkpoint(
     # And a scan after the restore sees only the restored state's difference from base.
     again = await fresh.checkpoint(workspace, 10, None)
     assert again is None or again.files == early.files
+
+
+async def test_a_file_over_the_cap_is_listed_but_not_stored_and_a_restore_leaves_it(
+    store: CheckpointStore, runner: GitRunner, workspace: RunWorkspace, tmp_path: Path
+) -> None:
+    hook = BlobCheckpointer(store, runner, tmp_path / "scratch", max_file_bytes=1000)
+    root = Path(workspace.path)
+    (root / "big.bin").write_bytes(b"x" * 5000)
+    (root / "small.txt").write_text("small\n")
+    made = await hook.checkpoint(workspace, 3, None)
+    assert made is not None
+    assert made.files["big.bin"].skipped == "larger than 1000 bytes"
+    assert made.files["big.bin"].sha256 is None
+    assert made.files["small.txt"].sha256 is not None
+    (root / "big.bin").write_bytes(b"y" * 6000)
+    (root / "small.txt").unlink()
+    await BlobCheckpointer(store, runner, tmp_path / "s2", max_file_bytes=1000).restore(
+        workspace, made.id
+    )
+    assert (root / "small.txt").read_text() == "small\n"
+    assert (root / "big.bin").read_bytes() == b"y" * 6000  # never stored: left as it was
+
+
+async def test_touched_paths_are_checkpointed_without_scanning_the_rest(
+    store: CheckpointStore, runner: GitRunner, workspace: RunWorkspace, tmp_path: Path
+) -> None:
+    hook = BlobCheckpointer(store, runner, tmp_path / "scratch")
+    root = Path(workspace.path)
+    (root / "unrelated.txt").write_text("made by someone else\n")
+    (root / "src/app.py").write_text("x = 5\n")
+    made = await hook.checkpoint(workspace, 2, ["src/app.py"])
+    assert made is not None
+    assert set(made.files) == {"src/app.py"}  # only what the tool said it touched
+    (root / "src/app.py").write_text("x = 1\n")  # back to the base's content
+    back = await hook.checkpoint(workspace, 3, ["src/app.py"])
+    assert back is not None
+    assert back.files == {}
+    full = await hook.checkpoint(workspace, 4, None)
+    assert full is not None
+    assert set(full.files) == {"unrelated.txt"}
+
+
+async def test_a_touched_path_is_read_without_following_links(
+    store: CheckpointStore, runner: GitRunner, workspace: RunWorkspace, tmp_path: Path
+) -> None:
+    secret = tmp_path / "outside"
+    secret.mkdir()
+    (secret / "key.pem").write_text("PRIVATE\n")
+    root = Path(workspace.path)
+    (root / "linked").symlink_to(secret)
+    (root / "pointer").symlink_to(secret / "key.pem")
+    hook = BlobCheckpointer(store, runner, tmp_path / "scratch")
+    made = await hook.checkpoint(workspace, 2, ["linked/key.pem", "pointer"])
+    assert made is not None
+    assert set(made.files) == {"pointer"}  # the path under a linked folder is not read
+    pointer = made.files["pointer"]
+    assert pointer.mode == 0o120000
+    assert pointer.sha256 is not None
+    assert await store.blob(pointer.sha256) == str(secret / "key.pem").encode()
+    exe = root / "run.sh"
+    exe.write_text("#!/bin/sh\n")
+    exe.chmod(0o755)
+    executable = await hook.checkpoint(workspace, 3, ["run.sh"])
+    assert executable is not None
+    assert executable.files["run.sh"].mode == 0o100755

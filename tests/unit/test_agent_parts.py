@@ -293,3 +293,15 @@ def test_a_rewind_drops_what_followed_but_keeps_the_checkpoint_of_its_target() -
     assert pending.checkpoint_id == cp1
     applied = [*log, stored(8, CheckpointRestored(checkpoint_id=cp1, reason="rewound"))]
     assert _apply_rewinds(applied)[1] is None
+
+
+def test_replay_outputs_are_compared_without_durations_times_and_addresses() -> None:
+    from codeforge.agent.replay import _steady
+
+    assert _steady("Ran 1 test in 0.006s\nOK") == _steady("Ran 1 test in 0.013s\nOK")
+    assert _steady("took 12.5 ms at 2026-12-01T07:39:35.265254Z") == _steady(
+        "took 3 ms at 2027-01-02T00:00:00Z"
+    )
+    assert _steady("<obj at 0x7f8df9095030>") == _steady("<obj at 0x7f0000000001>")
+    assert _steady("5 passed") != _steady("4 passed")
+    assert _steady("1733038775123456789") != _steady("1733038775999999999")

@@ -6,12 +6,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from codeforge.agent.tools.base import Tool, ToolContext, ToolFailed, ToolResult, cap
+from codeforge.agent.tools.context import CodeGraphTool, CodeSearch, FindContext
 from codeforge.agent.tools.files import Edit, ListDir, ReadFile, WriteFile
 from codeforge.agent.tools.search import Glob, Grep
 from codeforge.agent.tools.shell import Bash, Finish
 from codeforge.ports.llm import ToolSpec
 
 __all__ = [
+    "CodeSearch",
     "Tool",
     "ToolContext",
     "ToolFailed",
@@ -37,5 +39,9 @@ class Toolbox:
         return tuple(tool.spec() for tool in self._tools.values())
 
 
-def default_toolbox() -> Toolbox:
-    return Toolbox([ReadFile(), WriteFile(), Edit(), ListDir(), Glob(), Grep(), Bash(), Finish()])
+def default_toolbox(*, code_intelligence: bool = False) -> Toolbox:
+    """The native tools; with `code_intelligence`, also find_context and code_graph."""
+    tools: list[Tool[Any]] = [ReadFile(), WriteFile(), Edit(), ListDir(), Glob(), Grep()]
+    if code_intelligence:
+        tools += [FindContext(), CodeGraphTool()]
+    return Toolbox([*tools, Bash(), Finish()])

@@ -13,12 +13,15 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
 import msgspec
 from msgspec import Struct
 
 from codeforge.ports.llm import ToolSpec
+
+if TYPE_CHECKING:
+    from codeforge.agent.tools.context import CodeSearch
 from codeforge.ports.policy import ToolCategory
 from codeforge.ports.sandbox import (
     Sandbox,
@@ -61,6 +64,8 @@ class ToolContext:
     bash_max_timeout: float
     # Live output (stdout/stderr of a command) as it is produced; never stored.
     emit: Emit
+    # The code-intelligence engine over the run's worktree (None: not available).
+    code: CodeSearch | None = None
 
 
 class Tool(ABC, Generic[A]):
