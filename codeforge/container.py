@@ -82,6 +82,7 @@ from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.audit import Audit
+from codeforge.services.checkpoint_diffs import CheckpointDiffs
 from codeforge.services.checkpoints import BlobCheckpointer, CheckpointJanitor
 from codeforge.services.circuit_breaker import CircuitBreaker
 from codeforge.services.costs import Costs
@@ -511,6 +512,9 @@ class Container(containers.DeclarativeContainer):
     artifacts = providers.Singleton(Artifacts, artifact_store, event_store)
     approvals = providers.Singleton(RunApprovals, event_store, run_control)
     audit = providers.Singleton(Audit, event_store)
+    checkpoint_diffs = providers.Singleton(
+        CheckpointDiffs, event_store, checkpoint_store, projects.provided.base_files
+    )
     run_history = providers.Singleton(
         RunHistory,
         runs,

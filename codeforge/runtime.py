@@ -25,6 +25,7 @@ from codeforge.services.api_keys import ApiKeys
 from codeforge.services.approvals import RunApprovals
 from codeforge.services.artifacts import Artifacts
 from codeforge.services.audit import Audit
+from codeforge.services.checkpoint_diffs import CheckpointDiffs
 from codeforge.services.checkpoints import CheckpointJanitor
 from codeforge.services.costs import Costs
 from codeforge.services.dead_letters import DeadLetters
@@ -73,6 +74,7 @@ class Services:
     run_history: RunHistory
     context: ProjectContext
     policies: Policies
+    checkpoint_diffs: CheckpointDiffs
 
 
 def configured_models(settings: Settings) -> list[ModelSettings]:
@@ -225,6 +227,7 @@ class Runtime:
             run_history=await c.run_history(),
             context=await c.project_context(),
             policies=await c.policies(),
+            checkpoint_diffs=await c.checkpoint_diffs(),
         )
 
     async def _close_resources(self) -> None:

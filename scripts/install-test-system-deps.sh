@@ -1,8 +1,9 @@
 #!/bin/sh
-# Install the system tools the sandbox tests use: bubblewrap (bwrap), util-linux
-# (prlimit) and, as an optional extra, docker.io (dockerd and the docker CLI: the tests
-# start a private engine, see tests/support/docker_engine.py). Idempotent: does nothing
-# when they are already installed.
+# Install the system tools the tests use: bubblewrap (bwrap), util-linux (prlimit),
+# chromium (the browser tests drive /usr/bin/chromium through Playwright's driver: its
+# own browser download cannot work here) and, as an optional extra, docker.io (dockerd
+# and the docker CLI: the tests start a private engine, see
+# tests/support/docker_engine.py). Idempotent: does nothing when they are installed.
 #
 # Works as root on a fresh Debian/Ubuntu machine, or as a user with passwordless sudo.
 # `apt-get update` runs only when an install fails without it (a fresh image has no
@@ -15,6 +16,7 @@ say() { printf 'install-test-system-deps: %s\n' "$*"; }
 missing=""
 command -v bwrap >/dev/null 2>&1 || missing="$missing bubblewrap"
 command -v prlimit >/dev/null 2>&1 || missing="$missing util-linux"
+[ -x /usr/bin/chromium ] || missing="$missing chromium"
 # Optional: without it the docker sandbox tests skip, saying so. CODEFORGE_SKIP_DOCKER=1
 # leaves it out.
 if [ "${CODEFORGE_SKIP_DOCKER:-0}" != 1 ] && ! command -v dockerd >/dev/null 2>&1; then
@@ -22,10 +24,10 @@ if [ "${CODEFORGE_SKIP_DOCKER:-0}" != 1 ] && ! command -v dockerd >/dev/null 2>&
 fi
 
 if [ -z "$missing" ]; then
-    say "bubblewrap, prlimit and dockerd are installed (or docker is left out)"
+    say "bubblewrap, prlimit, chromium and dockerd are installed (or docker is left out)"
 else
     if ! command -v apt-get >/dev/null 2>&1; then
-        say "apt-get is not available; install these yourself:$missing (bwrap tests will skip)"
+        say "apt-get is not available; install these yourself:$missing (the tests that need them will skip)"
         exit 0
     fi
     if [ "$(id -u)" -eq 0 ]; then
@@ -33,7 +35,7 @@ else
     elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
         as_root="sudo -n"
     else
-        say "not root and no passwordless sudo; install these yourself:$missing (bwrap tests will skip)"
+        say "not root and no passwordless sudo; install these yourself:$missing (the tests that need them will skip)"
         exit 0
     fi
     export DEBIAN_FRONTEND=noninteractive

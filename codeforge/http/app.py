@@ -16,16 +16,26 @@ from codeforge.http.llm_proxy import llm_proxy_router
 from codeforge.http.request_context import request_context_middleware
 from codeforge.runtime import Runtime
 from codeforge.services.sessions import COOKIE_NAME
+from codeforge.web import app_exception_handlers, page_renderer, template_config, web_routers
 
 
 def create_app(runtime: Runtime) -> Litestar:
     """Build the ASGI app around a runtime; starting the runtime is the caller's job."""
     settings = runtime.settings
+    pages = page_renderer(runtime)
     app = Litestar(
-        route_handlers=[HealthController, api_router(runtime), llm_proxy_router(runtime)],
+        route_handlers=[
+            HealthController,
+            api_router(runtime),
+            llm_proxy_router(runtime),
+            # The admin pages (codeforge/web): at /, assets at /static.
+            *web_routers(runtime, pages),
+        ],
         # Container providers reach handlers through Litestar's own DI.
         dependencies={"readiness": Provide(lambda: runtime.readiness, sync_to_thread=False)},
-        exception_handlers=EXCEPTION_HANDLERS,
+        # A browser asking for a page that does not exist gets a page, not problem+json.
+        exception_handlers=app_exception_handlers(pages, EXCEPTION_HANDLERS),
+        template_config=template_config(),
         request_max_body_size=settings.http.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="CodeForge API",

@@ -169,12 +169,21 @@ class Projects(Catalog[Project]):
     ) -> set[str]:
         """Which of `paths` exist at `commit` in the project's clone on this host (none
         when the clone is elsewhere)."""
+        return set(await self.base_files(tenant_id, project_id, commit, paths) or {})
+
+    async def base_files(
+        self, tenant_id: uuid.UUID, project_id: uuid.UUID, commit: str, paths: list[str]
+    ) -> dict[str, bytes] | None:
+        """The content of each of `paths` that exists at `commit` in the project's clone
+        on this host; None when the clone is not on this host."""
         project = await self._store.get(tenant_id, project_id)
         workspace = self.workspace(project)
-        if not paths or not await asyncio.to_thread(workspace.is_dir):
-            return set()
+        if not await asyncio.to_thread(workspace.is_dir):
+            return None
+        if not paths:
+            return {}
         found = await self._git.read_objects(workspace, [f"{commit}:{p}" for p in paths])
-        return {name.split(":", 1)[1] for name in found}
+        return {name.split(":", 1)[1]: content for name, content in found.items()}
 
     def check_update(self, current: Project, changes: dict[str, Any]) -> None:
         validate_budget(changes.get("budget_usd"))

@@ -33,11 +33,20 @@ def codeforge_env(**overrides: str) -> dict[str, str]:
 
 
 class CodeforgeProcess:
-    """`codeforge <args>` running in the background; stdout+stderr lines are kept."""
+    """`codeforge <args>` running in the background; stdout+stderr lines are kept.
 
-    def __init__(self, args: list[str], env: dict[str, str], cwd: Path | None = None) -> None:
+    `program` replaces the `codeforge` executable (e.g. a launcher module that runs the
+    same command with one provider overridden)."""
+
+    def __init__(
+        self,
+        args: list[str],
+        env: dict[str, str],
+        cwd: Path | None = None,
+        program: list[str] | None = None,
+    ) -> None:
         self.proc = subprocess.Popen(
-            [CODEFORGE, *args],
+            [*(program or [CODEFORGE]), *args],
             env=env,
             cwd=cwd,
             stdout=subprocess.PIPE,

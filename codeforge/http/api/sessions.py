@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response
@@ -46,7 +47,8 @@ class SessionController(Controller):
             httponly=True,
             samesite="strict",
             secure=request.url.scheme == "https",
-            expires=int(opened.expires_at.timestamp()),
+            # Seconds from now (Litestar's `expires` is relative, not a timestamp).
+            max_age=max(0, int((opened.expires_at - datetime.now(UTC)).total_seconds())),
         )
         return Response(view, status_code=201, cookies=[cookie])
 

@@ -1,0 +1,566 @@
+"""The admin pages over HTTP, without a browser: sign-in, every form, every refusal.
+
+A real runtime (PostgreSQL, git) behind the app; forms are posted the way a page
+posts them (urlencoded, with the page's CSRF token) and the redirect is followed to
+the page that shows the outcome. What needs a browser — live updates, the script,
+layout — is in test_pages.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from dependency_injector import providers
+from litestar.testing import AsyncTestClient
+
+from codeforge.container import Container
+from codeforge.domain.keys import Role
+from codeforge.http.app import create_app
+from codeforge.runtime import Runtime
+from codeforge.services.costs import Costs
+from tests.e2e.conftest import api_settings
+from tests.support.page_client import PageClient, flash_of, text_of
+from tests.support.repos import make_repo
+
+
+@pytest.fixture
+async def browser(client: AsyncTestClient) -> PageClient:
+    return PageClient(client)
+
+
+@pytest.fixture
+def admin_key(runtime: Runtime) -> str:
+    assert runtime.admin_key_file is not None
+    return runtime.admin_key_file.read_text().strip()
+
+
+async def key_of(runtime: Runtime, role: Role) -> str:
+    issued = await runtime.services.api_keys.create_for_tenant_name(
+        name=f"{role.value} key", role=role, tenant="default"
+    )
+    return issued.secret
+
+
+@contextlib.asynccontextmanager
+async def signed_in(runtime: Runtime, role: Role) -> AsyncIterator[PageClient]:
+    async with AsyncTestClient(app=create_app(runtime)) as client:
+        pages = PageClient(client)
+        await pages.sign_in(await key_of(runtime, role))
+        yield pages
+
+
+async def register(pages: PageClient, tmp_path: Path, name: str = "calc") -> str:
+    source = make_repo(tmp_path / f"repo-{name}", {"calc.py": "def add(a, b):\n    return a - b\n"})
+    done = await pages.submit("/projects", "/projects", {"name": name, "source": str(source)})
+    assert done.status_code == 200, done.text
+    found = re.search(r"/projects/([0-9a-f-]{36})$", str(done.url))
+    assert found is not None, done.url
+    return found.group(1)
+
+
+# --- signing in and out ---------------------------------------------------------------
+
+
+async def test_a_page_sends_a_browser_without_a_session_to_sign_in_and_back_after(
+    browser: PageClient, admin_key: str
+) -> None:
+    refused = await browser.client.get("/projects", follow_redirects=False)
+    assert refused.status_code == 303
+    assert refused.headers["location"] == "/sign-in?next=%2Fprojects"
+
+    landed = await browser.sign_in(admin_key, next="/projects")
+    assert landed.url.path == "/projects"
+    assert flash_of(landed.text) == ("info", "Signed in (admin).")
+    cookies = landed.history[0].headers.get_list("set-cookie")
+    session = next(c for c in cookies if c.startswith("codeforge_session="))
+    assert "HttpOnly" in session
+    assert "SameSite=strict" in session
+    # A session lasts the configured 12 hours, not decades.
+    assert "Max-Age=4319" in session or "Max-Age=43200" in session
+
+    # The same cookie opens the API (the pages' live streams use it).
+    assert (await browser.client.get("/api/v1/projects")).status_code == 200
+
+
+async def test_a_wrong_key_is_a_message_on_the_sign_in_page(browser: PageClient) -> None:
+    page = await browser.sign_in("cf_12345678_not-a-key", next="/models")
+    assert page.url.path == "/sign-in"
+    assert page.url.params["next"] == "/models"
+    assert flash_of(page.text) == ("error", "the API key is not valid")
+    # The key typed is never written back into the page.
+    assert "cf_12345678_not-a-key" not in page.text
+    assert (await browser.client.get("/models", follow_redirects=False)).status_code == 303
+
+
+async def test_sign_in_refuses_a_form_another_site_could_have_posted(
+    browser: PageClient, admin_key: str
+) -> None:
+    # No sign-in token (a cross-site form cannot read ours): nobody is signed in.
+    forged = await browser.client.post(
+        "/sign-in", data={"api_key": admin_key, "next": "/"}, follow_redirects=True
+    )
+    assert forged.url.path == "/sign-in"
+    message = flash_of(forged.text)
+    assert message is not None
+    assert "out of date" in message[1]
+    assert "codeforge_session" not in browser.client.cookies
+
+
+async def test_next_never_leads_off_the_site(browser: PageClient, admin_key: str) -> None:
+    for target in ("//evil.example/x", "https://evil.example/", "/\\evil.example", "javascript:x"):
+        landed = await browser.sign_in(admin_key, next=target)
+        assert landed.url.host == "testserver.local"
+        assert landed.url.path == "/", target
+
+
+async def test_signing_out_ends_the_session_for_pages_and_api(
+    browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    out = await browser.submit("/", "/sign-out", {})
+    assert out.url.path == "/sign-in"
+    assert flash_of(out.text) == ("info", "Signed out.")
+    assert (await browser.client.get("/", follow_redirects=False)).status_code == 303
+    assert (await browser.client.get("/api/v1/projects")).status_code == 401
+
+
+async def test_a_revoked_key_ends_its_sessions_with_a_message(
+    runtime: Runtime, browser: PageClient, admin_key: str
+) -> None:
+    member = await key_of(runtime, Role.MEMBER)
+    async with AsyncTestClient(app=create_app(runtime)) as other:
+        pages = PageClient(other)
+        await pages.sign_in(member)
+        await browser.sign_in(admin_key)
+        keys = await browser.page("/keys")
+        key_id = re.search(r'id="key-([0-9a-f-]{36})">\s*<th scope="row">member key', keys)
+        assert key_id is not None
+        await browser.submit("/keys", f"/keys/{key_id.group(1)}/revoke", {})
+
+        gone = await other.get("/tasks", follow_redirects=True)
+        assert gone.url.path == "/sign-in"
+        assert flash_of(gone.text) == ("error", "the session's API key has been revoked")
+
+
+# --- forms and their errors --------------------------------------------------------------
+
+
+async def test_a_form_without_its_csrf_token_changes_nothing(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    source = make_repo(tmp_path / "repo")
+    for token in ("", "forged-token"):
+        refused = await browser.submit(
+            "/projects", "/projects", {"name": "sneaky", "source": str(source)}, token=token
+        )
+        assert refused.url.path == "/projects"
+        message = flash_of(refused.text)
+        assert message is not None
+        assert message[0] == "error"
+        assert "out of date" in message[1]
+    assert "sneaky" not in text_of(await browser.page("/projects"))
+
+
+async def test_a_bad_value_comes_back_as_a_message_on_the_form_with_what_was_typed(
+    browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    page = await browser.submit(
+        "/projects",
+        "/projects",
+        {"form_id": "new-project", "name": "my-app", "source": "relative/path"},
+    )
+    assert page.status_code == 200
+    assert page.url.path == "/projects"
+    assert flash_of(page.text) == (
+        "error",
+        "source must be a clone URL (https://, ssh://, git@host:repo) or an absolute path",
+    )
+    # The field is marked and what was typed is back in the form.
+    source = re.search(r'<input id="new-project-source"[^>]*>', page.text)
+    assert source is not None
+    assert 'aria-invalid="true"' in source.group(0)
+    assert 'value="relative/path"' in source.group(0)
+    name = re.search(r'<input id="new-project-name"[^>]*>', page.text)
+    assert name is not None
+    assert 'value="my-app"' in name.group(0)
+    # Shown once: the next page has no message.
+    assert flash_of(await browser.page("/projects")) is None
+
+
+async def test_the_project_page_shows_git_and_saves_gates_limits_and_budget(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    page = await browser.page(f"/projects/{project_id}")
+    words = text_of(page)
+    assert "Branch main" in words
+    assert "Tree clean" in words
+    assert "main (current)" in words
+
+    fields = {
+        "form_id": "settings",
+        "version": "1",
+        "tests": "python3 -m unittest",
+        "require_tests_pass": "on",
+        "lint": "",
+        "max_diff_lines": "300",
+        "max_attempts": "2",
+        "timeout_seconds": "120",
+        "rollback_on_gate_fail": "on",
+        "quality_gates": "true\n\n  echo ok  \n",
+        "max_steps": "12",
+        "max_cost_usd": "0.75",
+        "budget_usd": "5",
+        "description": "the calculator",
+    }
+    saved = await browser.submit(
+        f"/projects/{project_id}", f"/projects/{project_id}/settings", fields
+    )
+    assert flash_of(saved.text) == ("info", "Settings saved.")
+    project = (await browser.client.get(f"/api/v1/projects/{project_id}")).json()
+    assert project["gates"] == {
+        "tests": "python3 -m unittest",
+        "lint": "",
+        "require_tests_pass": True,
+        "require_lint_pass": False,
+        "max_diff_lines": 300,
+        "rollback_on_gate_fail": True,
+        "stall_detection": False,
+        "max_attempts": 2,
+        "timeout_seconds": 120,
+    }
+    assert project["quality_gates"] == ["true", "echo ok"]
+    assert project["limits"] == {"max_steps": 12, "max_wall_seconds": None, "max_cost_usd": "0.75"}
+    assert project["budget_usd"] == "5"
+    assert project["version"] == 2
+
+    # The same form again carries version 1: someone changed it since, and it says so.
+    stale = await browser.submit(
+        f"/projects/{project_id}",
+        f"/projects/{project_id}/settings",
+        {**fields, "max_attempts": "9"},
+    )
+    level, message = flash_of(stale.text) or ("", "")
+    assert level == "error"
+    assert "reload" in message
+    bad = await browser.submit(
+        f"/projects/{project_id}",
+        f"/projects/{project_id}/settings",
+        {**fields, "version": "2", "max_diff_lines": "lots"},
+    )
+    assert flash_of(bad.text) == ("error", "max diff lines must be a whole number (got 'lots')")
+    assert (await browser.client.get(f"/api/v1/projects/{project_id}")).json()["version"] == 2
+
+
+async def test_pull_and_checkout_report_what_git_did_and_refuse_a_bad_ref(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    here = f"/projects/{project_id}"
+    pulled = await browser.submit(here, f"{here}/pull", {})
+    assert flash_of(pulled.text) == ("info", "Already up to date with origin/main.")
+    made = await browser.submit(here, f"{here}/checkout", {"ref": "feature", "create": "on"})
+    assert flash_of(made.text) == ("info", "Checked out feature.")
+    assert "feature (current)" in text_of(made.text)
+    missing = await browser.submit(here, f"{here}/checkout", {"ref": "no-such-branch"})
+    level, message = flash_of(missing.text) or ("", "")
+    assert level == "error"
+    assert "no-such-branch" in message
+
+
+async def test_tasks_are_created_and_runs_started_from_the_tasks_page(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    added = await browser.submit(
+        "/models",
+        "/models",
+        {"name": "local", "base_url": "http://127.0.0.1:9/v1", "input_price_per_mtok": "1"},
+    )
+    assert flash_of(added.text) == ("info", "Model local added.")
+    agent = await browser.submit("/models", "/agents", {"name": "coder", "model": "local"})
+    assert flash_of(agent.text) == ("info", "Agent coder added.")
+
+    created = await browser.submit(
+        "/tasks",
+        "/tasks",
+        {
+            "project_id": project_id,
+            "title": "Fix add",
+            "prompt": "add() subtracts",
+            "acceptance_criteria": "tests pass\n\nno new files",
+        },
+    )
+    assert flash_of(created.text) == ("info", "Task “Fix add” created.")
+    assert created.url.params["project_id"] == project_id
+    task = (await browser.client.get("/api/v1/tasks")).json()["items"][0]
+    assert task["acceptance_criteria"] == ["tests pass", "no new files"]
+
+    agents = (await browser.client.get("/api/v1/agents")).json()["items"]
+    start = {
+        "agent_id": agents[0]["id"],
+        "mode": "",
+        "deliver": "patch",
+        "max_steps": "5",
+        "max_cost_usd": "",
+    }
+    bad = await browser.submit("/tasks", f"/tasks/{task['id']}/runs", {**start, "max_steps": "0"})
+    assert flash_of(bad.text) == ("error", "max steps must be 1 or more")
+    started = await browser.submit("/tasks", f"/tasks/{task['id']}/runs", start)
+    assert flash_of(started.text) == ("info", "Run started.")
+    run_id = started.url.path.rsplit("/", 1)[1]
+    run = (await browser.client.get(f"/api/v1/runs/{run_id}")).json()
+    assert run["limits"]["max_steps"] == 5
+    assert (run["status"], run["deliver"]) == ("requested", "patch")
+    # The monitor shows it; no worker runs here, so it waits, and can be paused.
+    words = text_of(started.text)
+    assert "requested" in words
+    assert "RunRequested" in words
+    paused = await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/pause", {})
+    assert "suspended" in text_of(paused.text)
+    resumed = await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/resume", {})
+    assert flash_of(resumed.text) == ("info", "Resumed: the run is queued for a worker.")
+    cancelled = await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/cancel", {})
+    assert "cancelled" in text_of(cancelled.text)
+    again = await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/cancel", {})
+    assert flash_of(again.text) == ("error", "the run already ended (cancelled)")
+    # The task's runs are listed under it.
+    assert f"run {run_id.replace('-', '')[-8:]}" in text_of(await browser.page("/tasks"))
+
+
+async def test_the_models_page_refuses_bad_values_shows_prices_and_deletes(
+    browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    bad = await browser.submit(
+        "/models", "/models", {"form_id": "new-model", "name": "m", "base_url": "ftp://x"}
+    )
+    assert flash_of(bad.text) == ("error", "base_url must be an http(s) URL")
+    price = await browser.submit(
+        "/models",
+        "/models",
+        {"name": "m", "base_url": "http://x/v1", "input_price_per_mtok": "-1"},
+    )
+    assert flash_of(price.text) == (
+        "error",
+        "input price must be an amount of 0 or more, like 0.50 (got '-1')",
+    )
+    agent = await browser.submit("/models", "/agents", {"name": "a", "model": "nope"})
+    level, message = flash_of(agent.text) or ("", "")
+    assert level == "error"
+    assert "no model named 'nope'" in message
+    await browser.submit(
+        "/models",
+        "/models",
+        {"name": "priced", "base_url": "http://x/v1", "input_price_per_mtok": "2.5",
+         "output_price_per_mtok": "10"},
+    )  # fmt: skip
+    words = text_of(await browser.page("/models"))
+    # 10,000 tokens in at $2.50/M and 1,000 out at $10/M.
+    assert "priced $2.50 $10.00 $0.0350" in words
+    model_id = (await browser.client.get("/api/v1/models")).json()["items"][0]["id"]
+    deleted = await browser.submit("/models", f"/models/{model_id}/delete", {})
+    assert flash_of(deleted.text) == ("info", "Model priced deleted.")
+
+
+async def test_a_viewer_sees_no_mutating_controls_and_cannot_post(
+    runtime: Runtime, browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    async with signed_in(runtime, Role.VIEWER) as viewer:
+        for path in ("/", "/projects", f"/projects/{project_id}", "/tasks", "/runs", "/models"):
+            page = await viewer.page(path)
+            posts = re.findall(r'<form method="post" action="([^"]+)"', page)
+            assert posts == ["/sign-out"], (path, posts)
+        assert "Keys" not in text_of(await viewer.page("/"))
+        refused = await viewer.submit(
+            "/projects", f"/projects/{project_id}/pull", {}, token=await token_of(viewer)
+        )
+        assert flash_of(refused.text) == ("error", "this API key is read-only (role viewer)")
+        keys = await viewer.page("/keys", status=403)
+        assert "this action needs an admin API key" in keys
+
+
+async def token_of(pages: PageClient) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', await pages.page("/"))
+    assert found is not None
+    return found.group(1)
+
+
+async def test_a_created_key_is_shown_once_and_works(
+    runtime: Runtime, browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    made = await browser.submit("/keys", "/keys", {"name": "ci", "role": "viewer"})
+    assert made.status_code == 201
+    secret = re.search(r'id="new-secret">(cf_[^<]+)<', made.text)
+    assert secret is not None
+    assert made.headers["cache-control"] == "no-store"
+    assert secret.group(1) not in await browser.page("/keys")
+    headers = {"Authorization": f"Bearer {secret.group(1)}"}
+    async with AsyncTestClient(app=create_app(runtime)) as other:
+        assert (await other.get("/api/v1/projects", headers=headers)).status_code == 200
+    bad = await browser.submit("/keys", "/keys", {"name": "x", "role": "root"})
+    assert flash_of(bad.text) == ("error", "role must be one of: admin, member, viewer")
+
+
+# --- errors that are not a form's ---------------------------------------------------------
+
+
+async def test_missing_pages_answer_a_browser_with_a_page_and_the_api_with_problem_json(
+    browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    page = await browser.client.get("/no/such/page", headers={"accept": "text/html"})
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "there is no page here" in page.text
+    run = await browser.client.get(f"/runs/{uuid.uuid4()}", headers={"accept": "text/html"})
+    assert run.status_code == 404
+    assert "Not Found" in run.text
+    assert "Traceback" not in run.text
+    bad = await browser.client.get("/runs?status=exploded", headers={"accept": "text/html"})
+    assert bad.status_code == 400
+    assert "the request was not understood" in bad.text
+    api = await browser.client.get("/api/v1/nope", headers={"accept": "text/html"})
+    assert api.status_code == 404
+    assert api.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_pages_forbid_framing_inline_scripts_and_caching(
+    browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    response = await browser.client.get("/")
+    policy = response.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["cache-control"] == "no-store"
+    assert "<script>" not in response.text
+    assert " style=" not in response.text
+    for asset in ("/static/codeforge.css", "/static/codeforge.js"):
+        assert (await browser.client.get(asset)).status_code == 200
+
+
+async def test_a_forged_flash_message_is_not_shown(browser: PageClient, admin_key: str) -> None:
+    await browser.sign_in(admin_key)
+    browser.client.cookies.set("codeforge_flash", "eyJtZXNzYWdlIjoiUGF5IG1lIn0.forged")
+    assert flash_of(await browser.page("/")) is None
+
+
+class ExplodingLedger:
+    """A cost ledger with a bug: its totals raise something no layer expects."""
+
+    async def totals(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("the ledger exploded")
+
+
+async def broken_costs() -> Costs:
+    # The real provider is awaited (it needs the pool): so is this one.
+    return Costs(ExplodingLedger())  # type: ignore[arg-type]
+
+
+async def test_an_unexpected_error_is_a_page_with_a_request_id_never_a_traceback(
+    make_database: Callable[[], str], tmp_path: Path
+) -> None:
+    container = Container(settings=api_settings(make_database(), tmp_path / "data"))
+    container.costs.override(providers.Coroutine(broken_costs))
+    runtime = Runtime(container)
+    await runtime.start(with_worker=False)
+    try:
+        async with AsyncTestClient(app=create_app(runtime)) as client:
+            pages = PageClient(client)
+            assert runtime.admin_key_file is not None
+            await pages.sign_in(runtime.admin_key_file.read_text().strip(), next="/projects")
+            broken = await client.get("/", headers={"x-request-id": "req-42"})
+            assert broken.status_code == 500
+            assert "something went wrong on our side" in broken.text
+            assert "req-42" in broken.text
+            assert "exploded" not in broken.text
+            assert "Traceback" not in broken.text
+    finally:
+        await runtime.stop("test finished")
+
+
+async def test_the_inspector_forks_and_refuses_what_a_run_cannot_do_yet(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    await browser.submit("/models", "/models", {"name": "m", "base_url": "http://127.0.0.1:9/v1"})
+    await browser.submit("/models", "/agents", {"name": "a", "model": "m"})
+    await browser.submit(
+        "/tasks", "/tasks", {"project_id": project_id, "title": "T", "prompt": "p"}
+    )
+    task = (await browser.client.get("/api/v1/tasks")).json()["items"][0]
+    agent = (await browser.client.get("/api/v1/agents")).json()["items"][0]
+    started = await browser.submit(
+        "/tasks", f"/tasks/{task['id']}/runs", {"agent_id": agent["id"], "deliver": "patch"}
+    )
+    run_id = started.url.path.rsplit("/", 1)[1]
+    inspect = f"/runs/{run_id}/inspect"
+
+    page = await browser.page(inspect)
+    assert "Event #1: RunRequested" in text_of(page)
+    assert "Only a paused (suspended) run can be rewound" in text_of(page)
+    # Nothing ran yet: a replay has nothing to play back.
+    assert "The run has not started: there is nothing to replay." in text_of(page)
+    refused = await browser.submit(inspect, f"/runs/{run_id}/replay", {})
+    assert flash_of(refused.text) == (
+        "error",
+        "the run has not started: there is nothing to replay",
+    )
+    rewind = await browser.submit(inspect, f"/runs/{run_id}/rewind", {"to_seq": "1"})
+    level, message = flash_of(rewind.text) or ("", "")
+    assert level == "error"
+    assert message.startswith("only a suspended run can be rewound")
+
+    # Paused, the preview says why it cannot go back before the run's first prompt.
+    await browser.submit(f"/runs/{run_id}", f"/runs/{run_id}/pause", {})
+    preview = text_of(await browser.page(f"{inspect}?seq=1&rewind=true"))
+    assert "Cannot rewind here: to_seq must be between the first prompt" in preview
+
+    forked = await browser.submit(
+        inspect,
+        f"/runs/{run_id}/fork",
+        {"at_seq": "1", "mode": "", "deliver": "", "max_steps": "3"},
+    )
+    assert flash_of(forked.text) == ("info", "Forked from event 1 of the run.")
+    fork = (await browser.client.get(f"/api/v1/runs/{forked.url.path.rsplit('/', 1)[1]}")).json()
+    assert fork["limits"]["max_steps"] == 3
+    assert f"Forked from run {run_id.replace('-', '')[-8:]} at event 1." in text_of(forked.text)
+    past_end = await browser.submit(inspect, f"/runs/{run_id}/fork", {"at_seq": "99"})
+    assert flash_of(past_end.text) == (
+        "error",
+        "at_seq must be between 1 and 2 (the run's log)",
+    )
+    missing = await browser.client.get(f"{inspect}?seq=abc", headers={"accept": "text/html"})
+    assert missing.status_code == 400
+    assert "seq" in missing.text
+
+
+async def test_a_session_opened_through_the_api_in_the_same_browser_asks_to_sign_in_again(
+    browser: PageClient, admin_key: str
+) -> None:
+    await browser.sign_in(admin_key)
+    # The API's sign-in replaces the session cookie; the page's CSRF cookie is the old
+    # session's, so its forms could never be sent: the pages ask for a sign-in instead.
+    opened = await browser.client.post("/api/v1/sessions", json={"api_key": admin_key})
+    assert opened.status_code == 201
+    again = await browser.client.get("/projects", follow_redirects=False)
+    assert again.status_code == 303
+    assert again.headers["location"] == "/sign-in?next=%2Fprojects"
+    await browser.sign_in(admin_key, next="/projects")
+    assert (await browser.client.get("/projects")).status_code == 200
