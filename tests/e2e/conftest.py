@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.domain.keys import Role
@@ -23,6 +22,7 @@ from codeforge.settings import (
     SandboxSettings,
     Settings,
 )
+from tests.support.app_client import AppClient
 
 Headers = dict[str, str]
 MakeKey = Callable[..., Awaitable[Headers]]
@@ -68,8 +68,8 @@ async def runtime(
 
 
 @pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(runtime)) as client:
+async def client(runtime: Runtime) -> AsyncIterator[AppClient]:
+    async with AppClient(app=create_app(runtime)) as client:
         yield client
 
 

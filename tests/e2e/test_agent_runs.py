@@ -18,13 +18,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.app import create_app
 from codeforge.ports.sandbox import SandboxUnavailable
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers, serving
+from tests.support.app_client import AppClient
 from tests.support.repos import git, make_repo
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -40,14 +40,14 @@ PRICES = {"input_price_per_mtok": "2.5", "output_price_per_mtok": "10"}
 pytestmark = pytest.mark.executing
 
 
-async def post(client: AsyncTestClient, headers: Headers, path: str, body: Any) -> Any:
+async def post(client: AppClient, headers: Headers, path: str, body: Any) -> Any:
     response = await client.post(path, json=body, headers=headers)
     assert response.status_code in (201, 202), response.text
     return response.json()
 
 
 async def setup(
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     llm: ScriptedLLM,
@@ -107,7 +107,7 @@ def fix_script(llm: ScriptedLLM, *, test_command: str = "python3 -m unittest -v 
 
 
 async def wait_for_end(
-    client: AsyncTestClient, headers: Headers, run_id: str, timeout: float = 60
+    client: AppClient, headers: Headers, run_id: str, timeout: float = 60
 ) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
@@ -118,13 +118,13 @@ async def wait_for_end(
         await asyncio.sleep(0.1)
 
 
-async def events_of(client: AsyncTestClient, headers: Headers, run_id: str) -> list[dict[str, Any]]:
+async def events_of(client: AppClient, headers: Headers, run_id: str) -> list[dict[str, Any]]:
     return (await client.get(f"/api/v1/runs/{run_id}/events", headers=headers)).json()["items"]
 
 
 async def test_a_run_fixes_a_failing_test_and_delivers_a_patch_that_makes_it_pass(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -206,7 +206,7 @@ async def test_every_stored_event_and_live_output_arrive_on_the_sse_stream(
     async with serving(runtime) as base:
         assert runtime.admin_key_file is not None
         headers = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             ids = await setup(client, headers, tmp_path, scripted_llm)
         ids.pop("source")
         fix_script(
@@ -246,7 +246,7 @@ async def test_every_stored_event_and_live_output_arrive_on_the_sse_stream(
 
 async def test_commit_local_commits_on_the_runs_branch_in_codeforges_clone(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -269,7 +269,7 @@ async def test_commit_local_commits_on_the_runs_branch_in_codeforges_clone(
 
 async def test_cancel_stops_a_running_command_within_a_second(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -299,7 +299,7 @@ async def test_cancel_stops_a_running_command_within_a_second(
 
 async def test_a_run_stops_before_a_call_its_budget_cannot_cover(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -317,7 +317,7 @@ async def test_a_run_stops_before_a_call_its_budget_cannot_cover(
 
 async def test_an_unpriced_model_is_refused_for_a_budgeted_run(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -334,7 +334,7 @@ async def test_an_unpriced_model_is_refused_for_a_budgeted_run(
 
 async def test_max_steps_and_stalls_end_a_run_with_their_reason(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -364,7 +364,7 @@ def _read_again() -> Any:
 
 async def test_a_model_error_ends_the_run_with_the_providers_reason(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -380,7 +380,7 @@ async def test_a_model_error_ends_the_run_with_the_providers_reason(
 
 async def test_bad_tool_calls_are_told_to_the_model_and_the_run_goes_on(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -413,7 +413,7 @@ async def test_bad_tool_calls_are_told_to_the_model_and_the_run_goes_on(
 
 async def test_old_tool_output_is_compacted_near_the_context_window(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -447,7 +447,7 @@ async def test_old_tool_output_is_compacted_near_the_context_window(
 @pytest.mark.parametrize("mode", ["bwrap", "hybrid"])
 async def test_the_same_fix_in_an_isolating_sandbox(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -475,7 +475,7 @@ async def test_the_same_fix_in_an_isolating_sandbox(
 
 async def test_the_prompt_carries_the_repo_map_and_the_agent_can_search_the_code(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,

@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 import pytest
 from dependency_injector import providers
-from litestar.testing import AsyncTestClient
 
 from codeforge.agent.backends.aider_install import AiderEnv
 from codeforge.container import Container
@@ -34,6 +33,7 @@ from codeforge.runtime import Runtime
 from codeforge.settings import AgentSettings, AiderSettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings, serving
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, events_of, post, wait_for_end
+from tests.support.app_client import AppClient
 from tests.support.docker_engine import docker_factory, engine
 from tests.support.repos import git, make_repo
 from tests.support.scripted_llm import ScriptedLLM, reply
@@ -109,7 +109,7 @@ async def runtime(
 
 @pytest.fixture
 async def client(runtime: Runtime) -> Any:
-    async with AsyncTestClient(app=create_app(runtime)) as client:
+    async with AppClient(app=create_app(runtime)) as client:
         yield client
 
 
@@ -120,7 +120,7 @@ def admin(runtime: Runtime) -> Headers:
 
 
 async def setup(
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     llm: ScriptedLLM,
@@ -165,7 +165,7 @@ def of(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_patch(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -258,7 +258,7 @@ async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_p
 async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run(
     mode: str,
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -323,7 +323,7 @@ async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run(
 
 async def test_each_turn_is_checkpointed_and_failing_gates_go_back_to_aider(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -384,7 +384,7 @@ async def test_each_turn_is_checkpointed_and_failing_gates_go_back_to_aider(
 
 async def test_a_spent_budget_stops_aider_at_once_with_budget_exceeded(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -407,7 +407,7 @@ async def test_a_spent_budget_stops_aider_at_once_with_budget_exceeded(
 
 async def test_cancel_stops_aider_while_it_waits_for_the_model(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -455,7 +455,7 @@ async def test_when_aider_cannot_be_installed_the_run_fails_saying_why(
     runtime = Runtime(Container(settings=settings))
     await runtime.start()
     try:
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             assert runtime.admin_key_file is not None
             admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
             ready = (await client.get("/health/ready")).json()
@@ -494,7 +494,7 @@ async def test_when_aider_cannot_be_installed_the_run_fails_saying_why(
 
 async def test_the_runs_max_steps_refuses_aiders_next_call(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -516,7 +516,7 @@ async def test_aiders_output_streams_live_and_its_calls_stream_through_the_proxy
     async with serving(runtime) as base:
         assert runtime.admin_key_file is not None
         headers = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             ids = await setup(client, headers, tmp_path, scripted_llm)
         ids.pop("source")
         scripted_llm.reply("Making add() add.\n\n" + FIX, chunk_size=4)

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.domain.keys import Role
@@ -15,11 +14,12 @@ from codeforge.http.app import create_app
 from codeforge.runtime import Runtime
 from codeforge.settings import RateLimitSettings
 from tests.e2e.conftest import Headers, MakeKey, api_settings
+from tests.support.app_client import AppClient
 
 MODEL = {"name": "m1", "base_url": "http://127.0.0.1:9/v1"}
 
 
-async def test_every_api_route_needs_a_key(client: AsyncTestClient) -> None:
+async def test_every_api_route_needs_a_key(client: AppClient) -> None:
     response = await client.get("/api/v1/projects")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
@@ -33,16 +33,14 @@ async def test_every_api_route_needs_a_key(client: AsyncTestClient) -> None:
 
 
 async def test_the_first_admin_key_is_written_0600_and_works(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers
+    runtime: Runtime, client: AppClient, admin: Headers
 ) -> None:
     assert runtime.admin_key_file is not None
     assert runtime.admin_key_file.stat().st_mode & 0o777 == 0o600
     assert (await client.get("/api/v1/keys", headers=admin)).status_code == 200
 
 
-async def test_viewer_keys_read_but_cannot_mutate(
-    client: AsyncTestClient, make_key: MakeKey
-) -> None:
+async def test_viewer_keys_read_but_cannot_mutate(client: AppClient, make_key: MakeKey) -> None:
     viewer = await make_key(Role.VIEWER)
     assert (await client.get("/api/v1/models", headers=viewer)).status_code == 200
     refused = await client.post("/api/v1/models", json=MODEL, headers=viewer)
@@ -50,7 +48,7 @@ async def test_viewer_keys_read_but_cannot_mutate(
     assert "read-only" in refused.json()["detail"]
 
 
-async def test_member_keys_cannot_manage_keys(client: AsyncTestClient, make_key: MakeKey) -> None:
+async def test_member_keys_cannot_manage_keys(client: AppClient, make_key: MakeKey) -> None:
     member = await make_key(Role.MEMBER)
     assert (await client.get("/api/v1/keys", headers=member)).status_code == 403
     create = await client.post("/api/v1/keys", json={"name": "x"}, headers=member)
@@ -58,7 +56,7 @@ async def test_member_keys_cannot_manage_keys(client: AsyncTestClient, make_key:
 
 
 async def test_a_tenant_never_sees_another_tenants_rows(
-    client: AsyncTestClient, make_key: MakeKey
+    client: AppClient, make_key: MakeKey
 ) -> None:
     acme = await make_key(Role.ADMIN, tenant="acme")
     globex = await make_key(Role.ADMIN, tenant="globex")
@@ -80,7 +78,7 @@ async def test_a_tenant_never_sees_another_tenants_rows(
 
 
 async def test_keys_are_shown_once_stored_hashed_and_revocable(
-    client: AsyncTestClient, admin: Headers
+    client: AppClient, admin: Headers
 ) -> None:
     created = await client.post(
         "/api/v1/keys", json={"name": "ci", "role": "member"}, headers=admin
@@ -104,7 +102,7 @@ async def test_keys_are_shown_once_stored_hashed_and_revocable(
 
 
 async def test_a_browser_session_uses_a_cookie_and_a_csrf_token(
-    client: AsyncTestClient, admin: Headers
+    client: AppClient, admin: Headers
 ) -> None:
     key = admin["Authorization"].removeprefix("Bearer ")
     signed_in = await client.post("/api/v1/sessions", json={"api_key": key})
@@ -130,9 +128,7 @@ async def test_a_browser_session_uses_a_cookie_and_a_csrf_token(
     assert (await client.get("/api/v1/models")).status_code == 401
 
 
-async def test_a_signed_out_or_forged_cookie_is_refused(
-    client: AsyncTestClient, admin: Headers
-) -> None:
+async def test_a_signed_out_or_forged_cookie_is_refused(client: AppClient, admin: Headers) -> None:
     key = admin["Authorization"].removeprefix("Bearer ")
     csrf = (await client.post("/api/v1/sessions", json={"api_key": key})).json()["csrf_token"]
     cookie = client.cookies.get("codeforge_session")
@@ -153,7 +149,7 @@ async def test_a_signed_out_or_forged_cookie_is_refused(
     ).status_code == 401
 
 
-async def test_signing_in_with_a_bad_key_is_401(client: AsyncTestClient) -> None:
+async def test_signing_in_with_a_bad_key_is_401(client: AppClient) -> None:
     response = await client.post("/api/v1/sessions", json={"api_key": "cf_00000000_nope"})
     assert response.status_code == 401
     assert "set-cookie" not in response.headers
@@ -172,7 +168,7 @@ async def test_rate_limits_answer_429_with_retry_after(
     try:
         assert runtime.admin_key_file is not None
         admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             answers = [await client.get("/api/v1/models", headers=admin) for _ in range(4)]
         assert [r.status_code for r in answers] == [200, 200, 200, 429]
         assert [r.headers["x-ratelimit-remaining"] for r in answers[:3]] == ["2", "1", "0"]
@@ -186,7 +182,7 @@ async def test_rate_limits_answer_429_with_retry_after(
         runtime.apply_reloaded(runtime.settings.__class__(rate_limit=raised))
         # An empty bucket refills at the new rate (10/s), not all at once.
         await asyncio.sleep(0.25)
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             again = await client.get("/api/v1/models", headers=admin)
         assert again.status_code == 200
     finally:
@@ -195,7 +191,7 @@ async def test_rate_limits_answer_429_with_retry_after(
 
 @pytest.mark.parametrize("method", ["post", "patch", "delete"])
 async def test_unsafe_methods_on_unknown_routes_are_still_authenticated(
-    client: AsyncTestClient, method: str
+    client: AppClient, method: str
 ) -> None:
     response = await getattr(client, method)("/api/v1/projects/not-a-uuid")
     assert response.status_code in (401, 404, 405)

@@ -6,16 +6,14 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers
+from tests.support.app_client import AppClient
 from tests.support.repos import commit_file, git, make_bare_remote, make_repo
 
 
-async def register(
-    client: AsyncTestClient, admin: Headers, name: str, source: Path | str
-) -> object:
+async def register(client: AppClient, admin: Headers, name: str, source: Path | str) -> object:
     return await client.post(
         "/api/v1/projects", json={"name": name, "source": str(source)}, headers=admin
     )
@@ -27,7 +25,7 @@ def workspaces(runtime: Runtime) -> list[Path]:
 
 
 async def test_a_project_from_a_bare_remote_can_be_pulled_and_checked_out(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     remote = make_bare_remote(tmp_path / "remote.git", tmp_path / "upstream")
     created = await register(client, admin, "svc", remote)
@@ -56,7 +54,7 @@ async def test_a_project_from_a_bare_remote_can_be_pulled_and_checked_out(
 
 
 async def test_checkout_refuses_a_dirty_workspace_and_keeps_the_changes(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     source = make_repo(tmp_path / "src", {"a.txt": "one\n"})
     git(source, "branch", "other")
@@ -93,7 +91,7 @@ async def test_checkout_refuses_a_dirty_workspace_and_keeps_the_changes(
     ],
 )
 async def test_a_bad_source_is_a_clear_4xx_and_leaves_nothing_behind(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, source: str, status: int
+    runtime: Runtime, client: AppClient, admin: Headers, source: str, status: int
 ) -> None:
     response = await register(client, admin, "bad", source)
     assert response.status_code == status, response.text
@@ -104,7 +102,7 @@ async def test_a_bad_source_is_a_clear_4xx_and_leaves_nothing_behind(
 
 
 async def test_a_folder_that_is_not_a_repository_is_refused(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     plain = tmp_path / "plain"
     plain.mkdir()
@@ -115,7 +113,7 @@ async def test_a_folder_that_is_not_a_repository_is_refused(
 
 
 async def test_registering_never_touches_the_users_work_tree(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     source = make_repo(tmp_path / "mine")
     (source / "wip.txt").write_text("uncommitted\n")
@@ -125,7 +123,7 @@ async def test_registering_never_touches_the_users_work_tree(
 
 
 async def test_two_registrations_of_one_name_at_once_create_one_project(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     source = make_repo(tmp_path / "src")
     answers = await asyncio.gather(*(register(client, admin, "twin", source) for _ in range(4)))
@@ -138,7 +136,7 @@ async def test_two_registrations_of_one_name_at_once_create_one_project(
 
 
 async def test_deleting_a_project_removes_its_workspace(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     project_id = (await register(client, admin, "gone", make_repo(tmp_path / "s"))).json()["id"]
     assert len(workspaces(runtime)) == 1

@@ -6,10 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from litestar.testing import AsyncTestClient
-
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers
+from tests.support.app_client import AppClient
 from tests.support.repos import make_repo
 
 MODEL = {
@@ -20,22 +19,18 @@ MODEL = {
 }
 
 
-async def post_ok(client: AsyncTestClient, path: str, body: dict[str, Any], h: Headers) -> Any:
+async def post_ok(client: AppClient, path: str, body: dict[str, Any], h: Headers) -> Any:
     response = await client.post(path, json=body, headers=h)
     assert response.status_code == 201, response.text
     return response.json()
 
 
-async def project(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path, name: str = "demo"
-) -> Any:
+async def project(client: AppClient, admin: Headers, tmp_path: Path, name: str = "demo") -> Any:
     source = make_repo(tmp_path / f"src-{name}")
     return await post_ok(client, "/api/v1/projects", {"name": name, "source": str(source)}, admin)
 
 
-async def test_a_model_round_trips_with_exact_prices(
-    client: AsyncTestClient, admin: Headers
-) -> None:
+async def test_a_model_round_trips_with_exact_prices(client: AppClient, admin: Headers) -> None:
     created = await post_ok(client, "/api/v1/models", MODEL, admin)
     assert created["input_price_per_mtok"] == "2.5"
     assert created["model"] == "gpt-test"  # defaults to the name
@@ -46,7 +41,7 @@ async def test_a_model_round_trips_with_exact_prices(
 
 
 async def test_updates_need_the_current_version_and_bump_it(
-    client: AsyncTestClient, admin: Headers
+    client: AppClient, admin: Headers
 ) -> None:
     model = await post_ok(client, "/api/v1/models", MODEL, admin)
     url = f"/api/v1/models/{model['id']}"
@@ -62,7 +57,7 @@ async def test_updates_need_the_current_version_and_bump_it(
 
 
 async def test_concurrent_updates_from_one_version_let_exactly_one_win(
-    client: AsyncTestClient, admin: Headers
+    client: AppClient, admin: Headers
 ) -> None:
     model = await post_ok(client, "/api/v1/models", MODEL, admin)
     url = f"/api/v1/models/{model['id']}"
@@ -77,7 +72,7 @@ async def test_concurrent_updates_from_one_version_let_exactly_one_win(
 
 
 async def test_unknown_fields_and_wrong_types_are_400_naming_the_field(
-    client: AsyncTestClient, admin: Headers
+    client: AppClient, admin: Headers
 ) -> None:
     unknown = await client.post("/api/v1/models", json={**MODEL, "temprature": 1}, headers=admin)
     assert unknown.status_code == 400
@@ -95,9 +90,7 @@ async def test_unknown_fields_and_wrong_types_are_400_naming_the_field(
     assert not_json.status_code == 400
 
 
-async def test_rule_violations_are_422_naming_the_field(
-    client: AsyncTestClient, admin: Headers
-) -> None:
+async def test_rule_violations_are_422_naming_the_field(client: AppClient, admin: Headers) -> None:
     bad_url = await client.post(
         "/api/v1/models", json={**MODEL, "base_url": "ftp://x"}, headers=admin
     )
@@ -111,14 +104,14 @@ async def test_rule_violations_are_422_naming_the_field(
     assert "unregistered" in no_model.json()["detail"]
 
 
-async def test_duplicate_names_are_409(client: AsyncTestClient, admin: Headers) -> None:
+async def test_duplicate_names_are_409(client: AppClient, admin: Headers) -> None:
     await post_ok(client, "/api/v1/models", MODEL, admin)
     again = await client.post("/api/v1/models", json=MODEL, headers=admin)
     assert again.status_code == 409
     assert again.json()["errors"][0]["field"] == "name"
 
 
-async def test_lists_page_with_a_cursor_and_filter(client: AsyncTestClient, admin: Headers) -> None:
+async def test_lists_page_with_a_cursor_and_filter(client: AppClient, admin: Headers) -> None:
     for i in range(5):
         await post_ok(client, "/api/v1/models", {**MODEL, "name": f"m{i}"}, admin)
     seen: list[str] = []
@@ -143,7 +136,7 @@ async def test_lists_page_with_a_cursor_and_filter(client: AsyncTestClient, admi
 
 
 async def test_config_models_are_read_only_through_the_api(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers
+    runtime: Runtime, client: AppClient, admin: Headers
 ) -> None:
     from codeforge.settings import ModelSettings
 
@@ -163,7 +156,7 @@ async def test_config_models_are_read_only_through_the_api(
 
 
 async def test_agents_tasks_and_projects_work_end_to_end(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     await post_ok(client, "/api/v1/models", MODEL, admin)
     agent = await post_ok(
@@ -212,9 +205,7 @@ async def test_agents_tasks_and_projects_work_end_to_end(
     assert (await client.get(f"/api/v1/tasks/{task['id']}", headers=admin)).status_code == 404
 
 
-async def test_deleting_with_a_stale_version_is_409(
-    client: AsyncTestClient, admin: Headers
-) -> None:
+async def test_deleting_with_a_stale_version_is_409(client: AppClient, admin: Headers) -> None:
     model = await post_ok(client, "/api/v1/models", MODEL, admin)
     url = f"/api/v1/models/{model['id']}"
     await client.patch(url, json={"version": 1, "context_window": 10}, headers=admin)

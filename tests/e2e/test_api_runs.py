@@ -14,20 +14,20 @@ import aiohttp
 import httpx
 import psycopg
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.domain.events import Event, RunCompleted, RunStarted
 from codeforge.domain.keys import Role
 from codeforge.ports.events import EventContext
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers, MakeKey
+from tests.support.app_client import AppClient
 from tests.support.repos import make_repo
 
 MODEL = {"name": "gpt-test", "base_url": "http://127.0.0.1:9/v1"}
 
 
 async def setup_task(
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     agent_limits: dict[str, Any] | None = None,
@@ -64,7 +64,7 @@ def started(worker: str = "w1") -> RunStarted:
 
 
 async def test_starting_a_run_writes_the_run_its_first_event_and_an_outbox_message(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     response = await client.post(
@@ -98,7 +98,7 @@ async def test_starting_a_run_writes_the_run_its_first_event_and_an_outbox_messa
 
 
 async def test_a_run_may_tighten_limits_but_never_loosen_them(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path, agent_limits={"max_steps": 30})
     looser = await client.post(
@@ -118,7 +118,7 @@ async def test_a_run_may_tighten_limits_but_never_loosen_them(
 
 
 async def test_bad_run_requests_are_refused_clearly(
-    client: AsyncTestClient, admin: Headers, make_key: MakeKey, tmp_path: Path
+    client: AppClient, admin: Headers, make_key: MakeKey, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     missing = await client.post(
@@ -135,7 +135,7 @@ async def test_bad_run_requests_are_refused_clearly(
 
 
 async def test_an_idempotency_key_replays_the_first_response(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     headers = {**admin, "Idempotency-Key": "run-once"}
@@ -156,7 +156,7 @@ async def test_an_idempotency_key_replays_the_first_response(
 
 
 async def test_fifty_concurrent_posts_with_one_key_create_exactly_one_run(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     headers = {**admin, "Idempotency-Key": "stampede"}
@@ -173,7 +173,7 @@ async def test_fifty_concurrent_posts_with_one_key_create_exactly_one_run(
 
 
 async def test_other_tenants_cannot_read_a_run_or_its_events(
-    client: AsyncTestClient, admin: Headers, make_key: MakeKey, tmp_path: Path
+    client: AppClient, admin: Headers, make_key: MakeKey, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
@@ -187,7 +187,7 @@ async def test_other_tenants_cannot_read_a_run_or_its_events(
 
 
 async def test_events_of_a_task_and_an_agent_span_their_runs(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     one = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
@@ -236,7 +236,7 @@ async def read_sse(lines: AsyncIterator[str], count: int) -> list[dict[str, str]
 
 
 async def test_sse_streams_stored_events_live_and_resumes_after_last_event_id(
-    runtime: Runtime, live_server: str, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, live_server: str, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
@@ -264,7 +264,7 @@ async def test_sse_streams_stored_events_live_and_resumes_after_last_event_id(
 
 
 async def test_sse_heartbeats_while_idle_and_404_for_unknown_runs(
-    live_server: str, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    live_server: str, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
@@ -287,7 +287,7 @@ async def test_sse_heartbeats_while_idle_and_404_for_unknown_runs(
 
 
 async def test_a_websocket_carries_the_same_events(
-    runtime: Runtime, live_server: str, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, live_server: str, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
@@ -312,7 +312,7 @@ async def test_a_websocket_carries_the_same_events(
 
 
 async def test_the_tenant_stream_carries_run_status_changes(
-    runtime: Runtime, live_server: str, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, live_server: str, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
@@ -330,7 +330,7 @@ async def test_the_tenant_stream_carries_run_status_changes(
 
 
 async def test_secrets_never_reach_the_event_log(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     runtime.services.secrets.set("DEPLOY_TOKEN", "tok-9f8e7d6c5b4a")
     ids = await setup_task(client, admin, tmp_path)
@@ -355,7 +355,7 @@ async def test_secrets_never_reach_the_event_log(
 
 
 async def test_the_tenant_stream_carries_task_status_changes(
-    live_server: str, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    live_server: str, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     async with httpx.AsyncClient(timeout=10) as http:

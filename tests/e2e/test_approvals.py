@@ -19,7 +19,6 @@ from typing import Any
 
 import pytest
 from dependency_injector import providers
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.domain.keys import Role
@@ -29,6 +28,7 @@ from codeforge.runtime import Runtime
 from codeforge.settings import AgentSettings, ApprovalSettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings
 from tests.e2e.test_agent_runs import events_of, post, setup, wait_for_end
+from tests.support.app_client import AppClient
 from tests.support.scripted_llm import ScriptedLLM
 
 
@@ -94,8 +94,8 @@ async def asking(
 
 
 @pytest.fixture
-async def client(asking: Runtime) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(asking)) as client:
+async def client(asking: Runtime) -> AsyncIterator[AppClient]:
+    async with AppClient(app=create_app(asking)) as client:
         yield client
 
 
@@ -105,7 +105,7 @@ def admin(asking: Runtime) -> Headers:
     return {"Authorization": f"Bearer {asking.admin_key_file.read_text().strip()}"}
 
 
-async def pending(client: AsyncTestClient, headers: Headers, run_id: str) -> dict[str, Any]:
+async def pending(client: AppClient, headers: Headers, run_id: str) -> dict[str, Any]:
     for _ in range(200):
         listed = (await client.get(f"/api/v1/runs/{run_id}/approvals", headers=headers)).json()
         waiting = [a for a in listed if a["state"] == "pending"]
@@ -117,7 +117,7 @@ async def pending(client: AsyncTestClient, headers: Headers, run_id: str) -> dic
 
 async def test_a_run_waits_for_an_approver_and_an_approval_for_the_run_covers_the_next_ask(
     asking: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -166,7 +166,7 @@ async def test_a_run_waits_for_an_approver_and_an_approval_for_the_run_covers_th
 
 async def test_a_denied_ask_is_told_to_the_model_and_the_command_never_runs(
     asking: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -219,7 +219,7 @@ async def test_an_unanswered_ask_times_out_to_a_denial(
     runtime = runtime_with(make_database, tmp_path, "", timeout_seconds=0.5)
     await runtime.start()
     try:
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             assert runtime.admin_key_file is not None
             admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
             ids = await setup(client, admin, tmp_path, scripted_llm)
@@ -238,7 +238,7 @@ async def test_an_unanswered_ask_times_out_to_a_denial(
 
 async def test_a_headless_run_decides_asks_by_the_auto_approval_rules(
     asking: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -260,7 +260,7 @@ async def test_a_headless_run_decides_asks_by_the_auto_approval_rules(
 
 async def test_the_audit_trail_says_who_requested_decided_and_delivered(
     asking: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,

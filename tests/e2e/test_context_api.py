@@ -6,16 +6,16 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.domain.keys import Role
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers, MakeKey
+from tests.support.app_client import AppClient
 from tests.support.polyglot import write_polyglot
 
 
 @pytest.fixture
-async def project(client: AsyncTestClient, admin: Headers, tmp_path: Path) -> str:
+async def project(client: AppClient, admin: Headers, tmp_path: Path) -> str:
     repo = write_polyglot(tmp_path / "polyglot")
     created = await client.post(
         "/api/v1/projects", json={"name": "poly", "source": str(repo)}, headers=admin
@@ -26,7 +26,7 @@ async def project(client: AsyncTestClient, admin: Headers, tmp_path: Path) -> st
 
 
 async def test_the_repo_map_of_a_project_fits_its_budget_and_honours_the_focus(
-    client: AsyncTestClient, admin: Headers, project: str
+    client: AppClient, admin: Headers, project: str
 ) -> None:
     base = f"/api/v1/projects/{project}"
     response = await client.get(
@@ -45,7 +45,7 @@ async def test_the_repo_map_of_a_project_fits_its_budget_and_honours_the_focus(
 
 
 async def test_search_grep_and_context_packs_answer_from_the_workspace(
-    client: AsyncTestClient, admin: Headers, project: str
+    client: AppClient, admin: Headers, project: str
 ) -> None:
     base = f"/api/v1/projects/{project}"
     found = await client.get(
@@ -84,7 +84,7 @@ async def test_search_grep_and_context_packs_answer_from_the_workspace(
 
 
 async def test_graph_queries_come_from_the_stored_graph(
-    client: AsyncTestClient, admin: Headers, project: str, runtime: Runtime
+    client: AppClient, admin: Headers, project: str, runtime: Runtime
 ) -> None:
     base = f"/api/v1/projects/{project}/graph"
     callers = await client.get(
@@ -116,7 +116,7 @@ async def test_graph_queries_come_from_the_stored_graph(
 
 
 async def test_bad_parameters_and_unknown_projects_are_clear_errors(
-    client: AsyncTestClient, admin: Headers, project: str, make_key: MakeKey
+    client: AppClient, admin: Headers, project: str, make_key: MakeKey
 ) -> None:
     base = f"/api/v1/projects/{project}"
     assert (

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from litestar import Litestar, Router
 from litestar.di import Provide
-from litestar.testing import AsyncTestClient
 
 from adapters.memory.queue import MemoryQueue
 from adapters.postgres.dead_letters import PostgresDeadLetterStore
@@ -36,6 +35,7 @@ from codeforge.runtime import Runtime
 from codeforge.services.dead_letters import DeadLetters
 from codeforge.settings import QueueSettings
 from tests.e2e.conftest import Headers, MakeKey, api_settings
+from tests.support.app_client import AppClient
 
 DLQ_PATH = "/api/v1/admin/dlq"
 
@@ -79,13 +79,11 @@ async def dead_letters(
 
 
 @pytest.fixture
-async def client(
-    runtime: Runtime, dead_letters: DeadLetters
-) -> AsyncIterator[AsyncTestClient[Litestar]]:
+async def client(runtime: Runtime, dead_letters: DeadLetters) -> AsyncIterator[AppClient]:
     app = create_app(runtime)
     if DLQ_PATH not in (app.openapi_schema.paths or {}):
         _mount_controller(app, runtime, dead_letters)
-    async with AsyncTestClient(app=app) as client:
+    async with AppClient(app=app) as client:
         yield client
 
 
@@ -218,7 +216,7 @@ async def _all(store: DeadLetterStore) -> list[StoredDeadLetter]:
 
 
 async def test_admins_list_get_and_page_dead_letters_with_the_payload_as_text_and_base64(
-    client: AsyncTestClient[Litestar], admin: Headers, store: DeadLetterStore
+    client: AppClient, admin: Headers, store: DeadLetterStore
 ) -> None:
     job = StartRun(run_id=uuid.uuid4(), tenant_id=uuid.uuid4())
     letters = [dead_letter("runs.start", start_run_bytes(job)) for _ in range(3)]
@@ -252,7 +250,7 @@ async def test_admins_list_get_and_page_dead_letters_with_the_payload_as_text_an
 
 
 async def test_a_replay_publishes_the_original_message_and_is_noted(
-    client: AsyncTestClient[Litestar], admin: Headers, queue: MemoryQueue, store: DeadLetterStore
+    client: AppClient, admin: Headers, queue: MemoryQueue, store: DeadLetterStore
 ) -> None:
     job = StartRun(run_id=uuid.uuid4(), tenant_id=uuid.uuid4())
     letter = dead_letter(
@@ -283,7 +281,7 @@ async def test_a_replay_publishes_the_original_message_and_is_noted(
 
 
 async def test_a_letter_that_can_never_be_delivered_is_not_replayed(
-    client: AsyncTestClient[Litestar], admin: Headers, queue: MemoryQueue, store: DeadLetterStore
+    client: AppClient, admin: Headers, queue: MemoryQueue, store: DeadLetterStore
 ) -> None:
     letter = dead_letter("runs.start", b"{not json", reason="invalid_payload", attempts=1)
     await store.record(letter, at=datetime.now(UTC))
@@ -306,7 +304,7 @@ async def test_a_letter_that_can_never_be_delivered_is_not_replayed(
 
 
 async def test_an_unknown_letter_is_404_and_a_foreign_cursor_is_422(
-    client: AsyncTestClient[Litestar], admin: Headers
+    client: AppClient, admin: Headers
 ) -> None:
     missing = uuid.uuid4()
 
@@ -327,7 +325,7 @@ async def test_an_unknown_letter_is_404_and_a_foreign_cursor_is_422(
     ],
 )
 async def test_only_admins_of_the_default_tenant_may_see_or_replay_dead_letters(
-    client: AsyncTestClient[Litestar],
+    client: AppClient,
     make_key: MakeKey,
     store: DeadLetterStore,
     role: Role,
@@ -344,5 +342,5 @@ async def test_only_admins_of_the_default_tenant_may_see_or_replay_dead_letters(
     assert (await store.get(letter.id)).replay_count == 0
 
 
-async def test_the_dead_letter_routes_need_a_key(client: AsyncTestClient[Litestar]) -> None:
+async def test_the_dead_letter_routes_need_a_key(client: AppClient) -> None:
     assert (await client.get(DLQ_PATH)).status_code == 401

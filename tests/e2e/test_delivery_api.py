@@ -10,17 +10,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from litestar.testing import AsyncTestClient
-
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers
+from tests.support.app_client import AppClient
 from tests.support.repos import make_repo
 
 MODEL = {"name": "gpt-test", "base_url": "http://127.0.0.1:9/v1"}
 HOST = {"kind": "github", "repository": "acme/app", "token_secret": "github_token"}
 
 
-async def post(client: AsyncTestClient, admin: Headers, path: str, body: Any) -> Any:
+async def post(client: AppClient, admin: Headers, path: str, body: Any) -> Any:
     response = await client.post(path, json=body, headers=admin)
     assert response.status_code == 201, response.text
     return response.json()
@@ -34,7 +33,7 @@ def bare(tmp_path: Path, name: str = "remote.git") -> Path:
 
 
 async def task_in(
-    client: AsyncTestClient, admin: Headers, source: Path | str, **project: Any
+    client: AppClient, admin: Headers, source: Path | str, **project: Any
 ) -> dict[str, str]:
     agents = (await client.get("/api/v1/agents", headers=admin)).json()["items"]
     if not agents:
@@ -51,7 +50,7 @@ async def task_in(
 
 
 async def test_a_project_keeps_its_git_host_and_can_change_or_drop_it(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await task_in(client, admin, bare(tmp_path), git_host=HOST)
     url = f"/api/v1/projects/{ids['project_id']}"
@@ -83,7 +82,7 @@ async def test_a_project_keeps_its_git_host_and_can_change_or_drop_it(
 
 
 async def test_a_git_host_that_cannot_work_is_refused_saying_what_to_change(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     source = bare(tmp_path)
     cases: list[tuple[dict[str, Any], int, str]] = [
@@ -110,7 +109,7 @@ async def test_a_git_host_that_cannot_work_is_refused_saying_what_to_change(
 
 
 async def test_a_pr_run_without_a_git_host_is_refused_with_how_to_set_one(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await task_in(client, admin, bare(tmp_path))
 
@@ -131,7 +130,7 @@ async def test_a_pr_run_without_a_git_host_is_refused_with_how_to_set_one(
 
 
 async def test_a_branch_run_into_a_local_working_repository_is_refused(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     working = make_repo(tmp_path / "mine")
     ids = await task_in(client, admin, working)
@@ -157,7 +156,7 @@ async def test_a_branch_run_into_a_local_working_repository_is_refused(
 
 
 async def test_a_branch_run_to_a_bare_remote_or_a_url_is_accepted(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     remote = bare(tmp_path)
     ids = await task_in(client, admin, remote)
@@ -171,7 +170,7 @@ async def test_a_branch_run_to_a_bare_remote_or_a_url_is_accepted(
 
 
 async def test_a_run_whose_git_host_token_is_not_set_is_refused_naming_the_secret(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await task_in(client, admin, bare(tmp_path), git_host=HOST)
     body = {"task_id": ids["task_id"], "agent_id": ids["agent_id"], "deliver": "pr"}
@@ -193,7 +192,7 @@ async def test_a_run_whose_git_host_token_is_not_set_is_refused_naming_the_secre
 
 
 async def test_a_pr_run_whose_local_source_is_gone_is_refused(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     remote = bare(tmp_path)
     ids = await task_in(client, admin, remote)

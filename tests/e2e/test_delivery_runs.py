@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.http.app import create_app
@@ -24,6 +23,7 @@ from codeforge.runtime import Runtime
 from codeforge.settings import AgentSettings, DeliverySettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, events_of, fix_script, post, wait_for_end
+from tests.support.app_client import AppClient
 from tests.support.repos import git, make_repo
 from tests.support.scripted_git_host import KINDS, ScriptedGitHost
 from tests.support.scripted_llm import ScriptedLLM, reply
@@ -51,8 +51,8 @@ async def working(
 
 
 @pytest.fixture
-async def client(working: Runtime) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(working)) as client:
+async def client(working: Runtime) -> AsyncIterator[AppClient]:
+    async with AppClient(app=create_app(working)) as client:
         yield client
 
 
@@ -63,7 +63,7 @@ def admin(working: Runtime) -> Headers:
 
 
 async def task_for(
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     llm: ScriptedLLM,
     source: str,
@@ -95,7 +95,7 @@ async def task_for(
 
 
 async def deliver(
-    client: AsyncTestClient, admin: Headers, llm: ScriptedLLM, ids: dict[str, str], mode: str
+    client: AppClient, admin: Headers, llm: ScriptedLLM, ids: dict[str, str], mode: str
 ) -> dict[str, Any]:
     fix_script(llm)
     run = await post(client, admin, "/api/v1/runs", ids | {"deliver": mode})
@@ -111,7 +111,7 @@ def bare_remote(tmp_path: Path) -> Path:
     return remote
 
 
-async def assert_patch_kept(client: AsyncTestClient, admin: Headers, run_id: str) -> None:
+async def assert_patch_kept(client: AppClient, admin: Headers, run_id: str) -> None:
     patch = await client.get(f"/api/v1/runs/{run_id}/artifacts/patch", headers=admin)
     assert patch.status_code == 200
     assert "+    return a + b" in patch.text
@@ -121,7 +121,7 @@ async def assert_patch_kept(client: AsyncTestClient, admin: Headers, run_id: str
 
 
 async def test_a_branch_run_pushes_the_fix_to_the_projects_bare_remote(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path, scripted_llm: ScriptedLLM
+    client: AppClient, admin: Headers, tmp_path: Path, scripted_llm: ScriptedLLM
 ) -> None:
     remote = bare_remote(tmp_path)
     main_before = git(remote, "rev-parse", "main")
@@ -156,7 +156,7 @@ async def test_a_branch_run_pushes_the_fix_to_the_projects_bare_remote(
 
 
 async def test_a_branch_refused_by_the_remotes_hook_fails_the_run_and_keeps_the_patch(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path, scripted_llm: ScriptedLLM
+    client: AppClient, admin: Headers, tmp_path: Path, scripted_llm: ScriptedLLM
 ) -> None:
     remote = bare_remote(tmp_path)
     hook = remote / "hooks" / "pre-receive"
@@ -199,7 +199,7 @@ def host_config(host: ScriptedGitHost, **changes: Any) -> dict[str, Any]:
 
 async def test_a_pr_run_opens_one_pull_request_and_a_second_run_of_the_task_opens_none(
     working: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     scripted_llm: ScriptedLLM,
     host: ScriptedGitHost,
@@ -263,7 +263,7 @@ async def test_a_pr_run_opens_one_pull_request_and_a_second_run_of_the_task_open
 
 async def test_a_pr_run_opens_a_ready_pull_request_when_the_project_says_so(
     working: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     scripted_llm: ScriptedLLM,
     tmp_path: Path,
@@ -297,7 +297,7 @@ FAILURES: dict[str, tuple[str, str]] = {
 @pytest.mark.parametrize("case", sorted(FAILURES))
 async def test_a_delivery_failure_ends_the_run_delivery_failed_with_the_patch_kept(
     working: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     scripted_llm: ScriptedLLM,
     tmp_path: Path,
@@ -341,7 +341,7 @@ async def test_a_delivery_failure_ends_the_run_delivery_failed_with_the_patch_ke
 
 async def test_two_runs_of_a_task_finishing_together_open_one_pull_request(
     working: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     scripted_llm: ScriptedLLM,
     tmp_path: Path,

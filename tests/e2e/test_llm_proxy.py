@@ -14,7 +14,6 @@ from typing import Any
 
 import aiohttp
 import pytest
-from litestar.testing import AsyncTestClient
 
 from adapters.llm.openai import OpenAICompatibleModel
 from codeforge.domain.events import RunCancelled
@@ -31,12 +30,13 @@ from codeforge.ports.llm import (
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers, serving
 from tests.e2e.test_agent_runs import PRICES
+from tests.support.app_client import AppClient
 from tests.support.repos import make_repo
 from tests.support.scripted_llm import ScriptedLLM
 
 
 async def start_run(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path, llm: ScriptedLLM, **run: Any
+    client: AppClient, admin: Headers, tmp_path: Path, llm: ScriptedLLM, **run: Any
 ) -> dict[str, Any]:
     async def post(path: str, body: dict[str, Any]) -> Any:
         response = await client.post(path, json=body, headers=admin)
@@ -73,7 +73,7 @@ async def client_model() -> Any:
 
 async def test_a_proxied_call_is_answered_paid_for_and_recorded_in_the_run(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -129,7 +129,7 @@ async def test_a_proxied_call_is_answered_paid_for_and_recorded_in_the_run(
 
 async def test_the_proxy_refuses_bad_tokens_ended_runs_and_spent_budgets(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -180,7 +180,7 @@ async def test_the_proxy_refuses_bad_tokens_ended_runs_and_spent_budgets(
 
 async def test_an_upstream_failure_reaches_the_client_as_an_openai_error(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,

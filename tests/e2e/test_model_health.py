@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.domain.keys import Role
@@ -26,10 +25,11 @@ from codeforge.http.app import create_app
 from codeforge.runtime import Runtime
 from codeforge.settings import LlmSettings, ModelSettings
 from tests.e2e.conftest import Headers, api_settings
+from tests.support.app_client import AppClient
 from tests.support.processes import free_port
 from tests.support.scripted_llm import ScriptedLLM
 
-Started = tuple[Runtime, AsyncTestClient, Headers]
+Started = tuple[Runtime, AppClient, Headers]
 
 
 @pytest.fixture
@@ -46,14 +46,14 @@ async def start(
         await runtime.start(with_worker=False)
         assert runtime.admin_key_file is not None
         admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
-        return runtime, AsyncTestClient(app=create_app(runtime)), admin
+        return runtime, AppClient(app=create_app(runtime)), admin
 
     yield run
     for runtime in started:
         await runtime.stop("test finished")
 
 
-async def register(client: AsyncTestClient, admin: Headers, **model: Any) -> dict[str, Any]:
+async def register(client: AppClient, admin: Headers, **model: Any) -> dict[str, Any]:
     response = await client.post("/api/v1/models", json=model, headers=admin)
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()

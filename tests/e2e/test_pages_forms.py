@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 from dependency_injector import providers
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.domain.keys import Role
@@ -24,12 +23,13 @@ from codeforge.http.app import create_app
 from codeforge.runtime import Runtime
 from codeforge.services.costs import Costs
 from tests.e2e.conftest import api_settings
+from tests.support.app_client import AppClient
 from tests.support.page_client import PageClient, flash_of, text_of
 from tests.support.repos import make_repo
 
 
 @pytest.fixture
-async def browser(client: AsyncTestClient) -> PageClient:
+async def browser(client: AppClient) -> PageClient:
     return PageClient(client)
 
 
@@ -48,7 +48,7 @@ async def key_of(runtime: Runtime, role: Role) -> str:
 
 @contextlib.asynccontextmanager
 async def signed_in(runtime: Runtime, role: Role) -> AsyncIterator[PageClient]:
-    async with AsyncTestClient(app=create_app(runtime)) as client:
+    async with AppClient(app=create_app(runtime)) as client:
         pages = PageClient(client)
         await pages.sign_in(await key_of(runtime, role))
         yield pages
@@ -133,7 +133,7 @@ async def test_a_revoked_key_ends_its_sessions_with_a_message(
     runtime: Runtime, browser: PageClient, admin_key: str
 ) -> None:
     member = await key_of(runtime, Role.MEMBER)
-    async with AsyncTestClient(app=create_app(runtime)) as other:
+    async with AppClient(app=create_app(runtime)) as other:
         pages = PageClient(other)
         await pages.sign_in(member)
         await browser.sign_in(admin_key)
@@ -409,7 +409,7 @@ async def test_a_created_key_is_shown_once_and_works(
     assert made.headers["cache-control"] == "no-store"
     assert secret.group(1) not in await browser.page("/keys")
     headers = {"Authorization": f"Bearer {secret.group(1)}"}
-    async with AsyncTestClient(app=create_app(runtime)) as other:
+    async with AppClient(app=create_app(runtime)) as other:
         assert (await other.get("/api/v1/projects", headers=headers)).status_code == 200
     bad = await browser.submit("/keys", "/keys", {"name": "x", "role": "root"})
     assert flash_of(bad.text) == ("error", "role must be one of: admin, member, viewer")
@@ -480,7 +480,7 @@ async def test_an_unexpected_error_is_a_page_with_a_request_id_never_a_traceback
     runtime = Runtime(container)
     await runtime.start(with_worker=False)
     try:
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             pages = PageClient(client)
             assert runtime.admin_key_file is not None
             await pages.sign_in(runtime.admin_key_file.read_text().strip(), next="/projects")

@@ -6,10 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar.testing import AsyncTestClient
-
 from codeforge.domain.keys import Role
 from tests.e2e.conftest import Headers, MakeKey
+from tests.support.app_client import AppClient
 from tests.support.repos import make_repo
 
 PRESETS = {
@@ -25,7 +24,7 @@ async def ok(response: Any, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
-async def project(client: AsyncTestClient, headers: Headers, tmp_path: Path, name: str) -> Any:
+async def project(client: AppClient, headers: Headers, tmp_path: Path, name: str) -> Any:
     source = make_repo(tmp_path / f"repo-{name}")
     return await ok(
         await client.post(
@@ -35,12 +34,12 @@ async def project(client: AsyncTestClient, headers: Headers, tmp_path: Path, nam
     )
 
 
-async def preview(client: AsyncTestClient, headers: Headers, **body: Any) -> Any:
+async def preview(client: AppClient, headers: Headers, **body: Any) -> Any:
     return await ok(await client.post("/api/v1/policies/preview", json=body, headers=headers))
 
 
 async def test_the_presets_are_listed_with_their_documents(
-    client: AsyncTestClient, admin: Headers
+    client: AppClient, admin: Headers
 ) -> None:
     presets = await ok(await client.get("/api/v1/policies/presets", headers=admin))
     assert {p["name"] for p in presets} == PRESETS
@@ -55,7 +54,7 @@ async def test_the_presets_are_listed_with_their_documents(
 
 
 async def test_a_profile_saved_from_a_preset_is_edited_with_versions(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     app = await project(client, admin, tmp_path, "app")
     saved = await ok(
@@ -101,9 +100,7 @@ async def test_a_profile_saved_from_a_preset_is_edited_with_versions(
     assert gone.status_code == 404
 
 
-async def test_a_bad_document_is_422_naming_the_line(
-    client: AsyncTestClient, admin: Headers
-) -> None:
+async def test_a_bad_document_is_422_naming_the_line(client: AppClient, admin: Headers) -> None:
     bad = "mode: default\nrules:\n  deny:\n    - Bash(curl:*)\n    - Bsh(rm:*)\n"
     response = await client.post(
         "/api/v1/policies", json={"name": "broken", "document": bad}, headers=admin
@@ -134,7 +131,7 @@ async def test_a_bad_document_is_422_naming_the_line(
 
 
 async def test_preview_says_the_decision_the_rule_the_scope_and_why(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     app = await project(client, admin, tmp_path, "shop")
     # The project's own profile, named on the project.
@@ -224,7 +221,7 @@ async def test_preview_says_the_decision_the_rule_the_scope_and_why(
 
 
 async def test_global_policies_are_for_admins_and_bind_every_project(
-    client: AsyncTestClient, admin: Headers, make_key: MakeKey, tmp_path: Path
+    client: AppClient, admin: Headers, make_key: MakeKey, tmp_path: Path
 ) -> None:
     member = await make_key(Role.MEMBER)
     app = await project(client, admin, tmp_path, "api")
@@ -251,7 +248,7 @@ async def test_global_policies_are_for_admins_and_bind_every_project(
 
 
 async def test_tenants_never_see_or_feel_each_others_policies(
-    client: AsyncTestClient, admin: Headers, make_key: MakeKey, tmp_path: Path
+    client: AppClient, admin: Headers, make_key: MakeKey, tmp_path: Path
 ) -> None:
     other = await make_key(Role.ADMIN, tenant="other-corp")
     mine = await ok(
@@ -295,7 +292,7 @@ async def test_tenants_never_see_or_feel_each_others_policies(
 
 
 async def test_a_run_that_would_loosen_its_policy_is_refused_when_requested(
-    client: AsyncTestClient, admin: Headers, tmp_path: Path
+    client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     app = await project(client, admin, tmp_path, "svc")
     await ok(

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.http.app import create_app
@@ -17,6 +16,7 @@ from codeforge.runtime import Runtime
 from codeforge.settings import AgentSettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings
 from tests.e2e.test_agent_runs import events_of, post, setup, wait_for_end
+from tests.support.app_client import AppClient
 from tests.support.repos import git
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -38,8 +38,8 @@ async def working(
 
 
 @pytest.fixture
-async def client(working: Runtime) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(working)) as client:
+async def client(working: Runtime) -> AsyncIterator[AppClient]:
+    async with AppClient(app=create_app(working)) as client:
         yield client
 
 
@@ -59,7 +59,7 @@ def completed(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 async def test_a_denied_command_is_recorded_and_the_model_is_told_why(
     working: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -112,7 +112,7 @@ async def test_a_denied_command_is_recorded_and_the_model_is_told_why(
 
 async def test_a_projects_stored_profile_and_a_runs_overrides_decide_a_run(
     working: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,

@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers
 from tests.e2e.test_agent_runs import events_of, fix_script, post, setup, wait_for_end
+from tests.support.app_client import AppClient
 from tests.support.repos import git
 from tests.support.scripted_llm import ScriptedLLM
 
@@ -22,7 +22,7 @@ FIX = {"path": "calc.py", "old_string": "return a - b", "new_string": "return a 
 
 async def test_passing_gates_let_the_run_succeed(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -50,7 +50,7 @@ async def test_passing_gates_let_the_run_succeed(
 
 async def test_a_failing_gate_sends_the_agent_back_to_work_with_its_output(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -79,7 +79,7 @@ async def test_a_failing_gate_sends_the_agent_back_to_work_with_its_output(
 
 async def test_gates_failing_every_attempt_roll_the_worktree_back_and_keep_the_attempt(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -106,7 +106,7 @@ async def test_gates_failing_every_attempt_roll_the_worktree_back_and_keep_the_a
 
 async def test_a_change_over_the_diff_cap_fails_its_gate(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,

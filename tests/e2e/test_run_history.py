@@ -7,17 +7,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers
 from tests.e2e.test_agent_runs import events_of, fix_script, post, setup, wait_for_end
+from tests.support.app_client import AppClient
 from tests.support.scripted_llm import ScriptedLLM, reply
 
 pytestmark = pytest.mark.executing
 
 
-async def wait_status(client: AsyncTestClient, headers: Headers, run_id: str, status: str) -> Any:
+async def wait_status(client: AppClient, headers: Headers, run_id: str, status: str) -> Any:
     for _ in range(200):
         run = (await client.get(f"/api/v1/runs/{run_id}", headers=headers)).json()
         if run["status"] == status:
@@ -26,7 +26,7 @@ async def wait_status(client: AsyncTestClient, headers: Headers, run_id: str, st
     raise AssertionError(f"the run stayed {run['status']}, never {status}")
 
 
-async def wait_event(client: AsyncTestClient, headers: Headers, run_id: str, kind: str) -> Any:
+async def wait_event(client: AppClient, headers: Headers, run_id: str, kind: str) -> Any:
     for _ in range(200):
         found = [e for e in await events_of(client, headers, run_id) if e["type"] == kind]
         if found:
@@ -41,7 +41,7 @@ def tool_results(request: dict[str, Any]) -> list[str]:
 
 async def test_a_paused_run_resumes_and_is_told_its_command_was_interrupted(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -86,7 +86,7 @@ async def test_a_paused_run_resumes_and_is_told_its_command_was_interrupted(
 
 async def test_rewind_shows_what_it_will_delete_then_takes_files_and_conversation_back(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -149,7 +149,7 @@ async def test_rewind_shows_what_it_will_delete_then_takes_files_and_conversatio
 
 async def test_a_fork_continues_another_run_from_one_of_its_events_on_its_own_branch(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
@@ -189,7 +189,7 @@ async def test_a_fork_continues_another_run_from_one_of_its_events_on_its_own_br
 
 async def test_a_replay_reproduces_a_run_and_reports_what_came_out_differently(
     runtime: Runtime,
-    client: AsyncTestClient,
+    client: AppClient,
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,

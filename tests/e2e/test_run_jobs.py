@@ -8,13 +8,13 @@ import uuid
 from pathlib import Path
 
 import psycopg
-from litestar.testing import AsyncTestClient
 
 from codeforge.domain.commands import StartRun
 from codeforge.ports.queue import Message
 from codeforge.runtime import Runtime
 from tests.e2e.conftest import Headers
 from tests.e2e.test_api_runs import setup_task
+from tests.support.app_client import AppClient
 
 
 def published_at(url: str, run_id: str) -> list[object]:
@@ -26,7 +26,7 @@ def published_at(url: str, run_id: str) -> list[object]:
 
 
 async def test_a_started_run_is_published_as_a_start_job_and_marked_sent(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     queue = await runtime.container.queue()
     received: asyncio.Queue[Message[StartRun]] = asyncio.Queue()
@@ -57,7 +57,7 @@ async def test_a_started_run_is_published_as_a_start_job_and_marked_sent(
 
 
 async def test_readiness_reports_the_queue_and_its_breaker(
-    runtime: Runtime, client: AsyncTestClient
+    runtime: Runtime, client: AppClient
 ) -> None:
     body = (await client.get("/health/ready")).json()
     assert body["checks"]["queue"]["status"] == "up"
@@ -80,7 +80,7 @@ async def test_readiness_reports_the_queue_and_its_breaker(
 
 
 async def test_a_queue_outage_delays_jobs_and_never_loses_them(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     queue = await runtime.container.queue()
     relay = await runtime.container.outbox_relay()
@@ -140,7 +140,7 @@ async def test_a_policy_demanding_isolation_without_it_is_reported_at_start(
     runtime = Runtime(Container(settings=settings))
     await runtime.start()
     try:
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             ready = await client.get("/health/ready")
         assert ready.status_code == 503
         sandbox = ready.json()["checks"]["sandbox"]
@@ -169,7 +169,7 @@ async def test_a_started_run_is_taken_by_the_worker_and_executed_once(
     try:
         assert runtime.admin_key_file is not None
         admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             ids = await setup_task(client, admin, tmp_path)
             run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
             for _ in range(100):
@@ -198,7 +198,7 @@ def test_codeforge_worker_refuses_the_in_process_queue(tmp_path: Path) -> None:
 
 
 async def test_cancelling_a_waiting_run_ends_it_at_once_and_an_ended_one_is_409(
-    runtime: Runtime, client: AsyncTestClient, admin: Headers, tmp_path: Path
+    runtime: Runtime, client: AppClient, admin: Headers, tmp_path: Path
 ) -> None:
     ids = await setup_task(client, admin, tmp_path)
     run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
@@ -230,7 +230,7 @@ async def test_cancelling_a_running_run_reaches_its_worker_within_a_second(
     try:
         assert runtime.admin_key_file is not None
         admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
-        async with AsyncTestClient(app=create_app(runtime)) as client:
+        async with AppClient(app=create_app(runtime)) as client:
             ids = await setup_task(client, admin, tmp_path)
             run = (await client.post("/api/v1/runs", json=ids, headers=admin)).json()
             await asyncio.wait_for(agent.started.get(), 5)

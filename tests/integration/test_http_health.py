@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Callable
 
 import psycopg
 import pytest
-from litestar.testing import AsyncTestClient
 
 from codeforge.container import Container
 from codeforge.http.app import create_app
 from codeforge.runtime import Runtime
 from codeforge.settings import DatabaseSettings, Settings
+from tests.support.app_client import AppClient
 
 
 def settings_for(url: str) -> Settings:
@@ -28,18 +28,18 @@ async def runtime(make_database: Callable[[], str]) -> AsyncIterator[Runtime]:
 
 
 @pytest.fixture
-async def client(runtime: Runtime) -> AsyncIterator[AsyncTestClient]:
-    async with AsyncTestClient(app=create_app(runtime)) as client:
+async def client(runtime: Runtime) -> AsyncIterator[AppClient]:
+    async with AppClient(app=create_app(runtime)) as client:
         yield client
 
 
-async def test_liveness_answers_ok(client: AsyncTestClient) -> None:
+async def test_liveness_answers_ok(client: AppClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
 
 
-async def test_readiness_reports_the_database_with_its_latency(client: AsyncTestClient) -> None:
+async def test_readiness_reports_the_database_with_its_latency(client: AppClient) -> None:
     response = await client.get("/health/ready")
     assert response.status_code == 200
     body = response.json()
@@ -49,7 +49,7 @@ async def test_readiness_reports_the_database_with_its_latency(client: AsyncTest
 
 
 async def test_readiness_turns_503_when_the_database_goes_away(
-    runtime: Runtime, client: AsyncTestClient, postgres_admin_url: str
+    runtime: Runtime, client: AppClient, postgres_admin_url: str
 ) -> None:
     url = runtime.settings.database.url
     name = url.rsplit("/", 1)[-1]
@@ -65,7 +65,7 @@ async def test_readiness_turns_503_when_the_database_goes_away(
     assert (await client.get("/health")).status_code == 200
 
 
-async def test_a_request_id_is_generated_echoed_and_sanitised(client: AsyncTestClient) -> None:
+async def test_a_request_id_is_generated_echoed_and_sanitised(client: AppClient) -> None:
     generated = (await client.get("/health")).headers["x-request-id"]
     assert len(generated) == 32
 
@@ -77,7 +77,7 @@ async def test_a_request_id_is_generated_echoed_and_sanitised(client: AsyncTestC
     assert len(hostile.headers["x-request-id"]) == 32
 
 
-async def test_errors_are_problem_json_carrying_the_request_id(client: AsyncTestClient) -> None:
+async def test_errors_are_problem_json_carrying_the_request_id(client: AppClient) -> None:
     response = await client.get("/no/such/route", headers={"X-Request-ID": "req-404"})
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -87,7 +87,7 @@ async def test_errors_are_problem_json_carrying_the_request_id(client: AsyncTest
     assert body["request_id"] == "req-404"
 
 
-async def test_concurrent_requests_keep_their_own_request_ids(client: AsyncTestClient) -> None:
+async def test_concurrent_requests_keep_their_own_request_ids(client: AppClient) -> None:
     ids = [f"req-{i}" for i in range(50)]
     responses = await asyncio.gather(
         *(client.get("/health/ready", headers={"X-Request-ID": i}) for i in ids)
@@ -95,6 +95,6 @@ async def test_concurrent_requests_keep_their_own_request_ids(client: AsyncTestC
     assert [r.headers["x-request-id"] for r in responses] == ids
 
 
-async def test_the_openapi_schema_is_served(client: AsyncTestClient) -> None:
+async def test_the_openapi_schema_is_served(client: AppClient) -> None:
     schema = (await client.get("/schema/openapi.json")).json()
     assert "/health/ready" in schema["paths"]

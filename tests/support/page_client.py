@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import html
 import re
-from typing import Any
 
 import httpx
-from litestar.testing import AsyncTestClient
+
+from tests.support.app_client import AppClient
 
 _TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
 _SIGN_IN_TOKEN = re.compile(r'name="sign_in_token" value="([^"]+)"')
@@ -24,7 +24,7 @@ _FLASH = re.compile(
 
 
 class PageClient:
-    def __init__(self, client: AsyncTestClient[Any]) -> None:
+    def __init__(self, client: AppClient) -> None:
         self.client = client
 
     async def sign_in(self, key: str, next: str = "/") -> httpx.Response:
