@@ -8,6 +8,9 @@ In order:
    run's `policy_overrides.headless`) follows the auto-approval rules per tool category:
    reads always; edits and writes only in a sandbox that isolates the filesystem;
    commands only in one that isolates the filesystem and processes; network never.
+   Whatever the sandbox, an ask the policy marks not `automatic` is denied: a command
+   that reaches the network, a change to a protected path (CI configuration), or a
+   command the policy cannot read.
 3. Otherwise the run waits (`ApprovalRequested`, status `waiting_approval`) for an
    answer through `POST /api/v1/runs/{id}/approvals/{approval_id}`, which reaches the
    worker on the run's control subject; the notifier (a webhook) tells an approver. An
@@ -101,6 +104,9 @@ class Approvals:
             return Verdict(allow=True, reason="approved earlier for this run")
         if self._headless:
             allow, why = auto_decision(ask.category, self._sandbox)
+            if not ask.decision.automatic:
+                allow, why = False, f"never approved automatically: {ask.decision.reason}"
+
             await self._record(approval_id, allow, "once", "auto", f"headless: {why}")
             return Verdict(allow=allow, reason=f"headless: {why}")
         return await self._wait_for_person(approval_id, ask)

@@ -57,6 +57,10 @@ class PolicyDecision(Struct, frozen=True, kw_only=True):
     # Where that rule came from: "global", "project", "run", "preset:<name>", "default".
     scope: str = ""
     reason: str = ""
+    # For an ask: whether a run without a human approver may approve it by its headless
+    # rules. False for network access, protected paths and commands the policy cannot
+    # read: those wait for a person (or are denied when nobody can be asked).
+    automatic: bool = True
 
 
 class PolicyGate(Protocol):

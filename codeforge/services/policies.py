@@ -62,6 +62,9 @@ class PolicyPreview(Struct, frozen=True, kw_only=True):
     reason: str
     # For a command: the verdict on each command it runs.
     parts: list[PartVerdict]
+    # For an ask: whether a headless run may approve it by its own rules (false for
+    # network access, protected paths and commands the policy cannot read).
+    automatic: bool
     # The base profile, the effective mode, and the sandbox kind the answer is for.
     profile: str
     mode: str
@@ -269,6 +272,7 @@ class Policies:
             scope=verdict.scope,
             reason=verdict.reason,
             parts=list(verdict.parts),
+            automatic=verdict.automatic,
             profile=composed.profile,
             mode=composed.policy.mode.value,
             sandbox=kind,

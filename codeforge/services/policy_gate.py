@@ -264,6 +264,7 @@ class PolicyEngineGate:
             rule=verdict.rule,
             scope=verdict.scope,
             reason=verdict.reason,
+            automatic=verdict.automatic,
         )
 
 

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from codeforge.container import Container
+from codeforge.domain.runs import SandboxMode
 from codeforge.http.app import create_app
+from codeforge.ports.sandbox import SandboxUnavailable
 from codeforge.runtime import Runtime
 from codeforge.settings import AgentSettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings
@@ -156,3 +158,51 @@ async def test_a_projects_stored_profile_and_a_runs_overrides_decide_a_run(
     assert (fix["decision"], fix["scope"]) == ("allow", "project")  # acceptEdits
     assert (rm["decision"], rm["rule"], rm["scope"]) == ("deny", "Bash(rm:*)", "run")
     assert done["result"]["artifact"]["patch"]["files"] == ["calc.py"]
+
+
+async def test_a_headless_run_never_approves_network_or_protected_asks_by_itself(
+    working: Runtime,
+    client: AppClient,
+    admin: Headers,
+    tmp_path: Path,
+    scripted_llm: ScriptedLLM,
+) -> None:
+    # bwrap isolates files and processes, so headless rules approve ordinary command
+    # asks there; the default profile still asks for the network and CI config, and
+    # those only a person may approve.
+    factory = working.container.sandbox_factories()[SandboxMode.BWRAP]
+    try:
+        await factory.check()
+    except SandboxUnavailable as e:
+        pytest.skip(f"bwrap cannot run here: {e}")
+    ids = await setup(client, admin, tmp_path, scripted_llm)
+    ids.pop("source")
+    scripted_llm.reply(tool_calls=[("bash", {"command": "pip download nothing-here"})])
+    scripted_llm.reply(tool_calls=[("bash", {"command": "echo ok > notes.txt && make -v"})])
+    scripted_llm.reply(
+        tool_calls=[("write_file", {"path": ".github/workflows/ci.yml", "content": "on: push\n"})]
+    )
+    scripted_llm.reply(tool_calls=[("finish", {"summary": "tried"})])
+    run = await post(
+        client,
+        admin,
+        "/api/v1/runs",
+        {**ids, "mode": "bwrap", "policy_overrides": {"headless": True}},
+    )
+    done = await wait_for_end(client, admin, run["id"])
+    assert done["status"] == "succeeded", done
+    events = await events_of(client, admin, run["id"])
+    approvals = [e["data"] for e in events if e["type"] == "ApprovalDecided"]
+    assert [(a["decision"], a["decided_by"]) for a in approvals] == [
+        ("deny", "auto"),
+        ("allow", "auto"),
+        ("deny", "auto"),
+    ], approvals
+    assert "never approved automatically" in approvals[0]["reason"]
+    assert "network" in approvals[0]["reason"]
+    assert "protected" in approvals[2]["reason"]
+    outputs = completed(events)
+    assert "denied" in outputs[0]["output"]
+    patch = await client.get(f"/api/v1/runs/{run['id']}/artifacts/patch", headers=admin)
+    assert "notes.txt" in patch.text
+    assert ".github" not in patch.text

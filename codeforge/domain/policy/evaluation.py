@@ -23,6 +23,7 @@ writes is allowed; what the parser cannot read is `ask`.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -104,6 +105,8 @@ class Verdict(Struct, frozen=True, kw_only=True):
     reason: str = ""
     # For commands: the verdict on each part, in the order the shell runs them.
     parts: tuple[PartVerdict, ...] = ()
+    # For an ask: whether headless rules may approve it (see `_Finding.automatic`).
+    automatic: bool = True
 
 
 @dataclass(frozen=True)
@@ -164,6 +167,9 @@ class _Finding:
     rule: str
     scope: str
     reason: str
+    # For an ask: whether a run without a human approver may approve it by its headless
+    # rules. Never for network access, protected paths, or what the policy cannot read.
+    automatic: bool = True
 
 
 _PATH_KINDS: dict[Kind, tuple[Kind, ...]] = {
@@ -285,7 +291,12 @@ class EffectivePolicy:
 
     def _verdict(self, f: _Finding, parts: tuple[PartVerdict, ...] = ()) -> Verdict:
         return Verdict(
-            decision=f.decision, rule=f.rule, scope=f.scope, reason=f.reason, parts=parts
+            decision=f.decision,
+            rule=f.rule,
+            scope=f.scope,
+            reason=f.reason,
+            parts=parts,
+            automatic=f.automatic or f.decision is not Decision.ASK,
         )
 
     def _capped(self, what: str) -> _Finding:
@@ -348,6 +359,7 @@ class EffectivePolicy:
                 "default",
                 f"the policy cannot tell which file {shown} names (computed by the shell, or "
                 "outside the workspace through `..`), so it cannot approve changing it",
+                automatic=False,
             )
         if location.sink:
             return _Finding(Decision.ALLOW, "", "default", f"{shown} is not a file")
@@ -437,6 +449,7 @@ class EffectivePolicy:
                     p.scope,
                     f"{shown} is or holds a protected path ({p.pattern.text}, {p.label}): "
                     f"changes to it are {verb}",
+                    automatic=False,
                 )
         return None
 
@@ -466,14 +479,20 @@ class EffectivePolicy:
                     "default",
                     f"the command cannot be read safely ({'; '.join(script.problems[:3])}); "
                     "the policy asks rather than allow what it cannot read",
+                    automatic=False,
                 ),
                 parts,
             )
-        asked = next((f for f in verdicts if f.decision is Decision.ASK), None)
-        if asked is not None:
-            return self._verdict(asked, parts)
+        asks = [f for f in verdicts if f.decision is Decision.ASK]
+        if asks:
+            # One part headless rules may not approve keeps the whole command from them.
+            return self._verdict(
+                dataclasses.replace(asks[0], automatic=all(f.automatic for f in asks)), parts
+            )
         if not verdicts:
-            return self._verdict(_Finding(Decision.ASK, "", "default", "the command runs nothing"))
+            return self._verdict(
+                _Finding(Decision.ASK, "", "default", "the command runs nothing", automatic=False)
+            )
         rules = list(dict.fromkeys(f.rule for f in verdicts if f.rule))
         scopes = list(dict.fromkeys(f.scope for f in verdicts if f.rule))
         if len(verdicts) == 1:
@@ -502,6 +521,7 @@ class EffectivePolicy:
                     r.layer.scope,
                     f"{shown} may be {r.rule.text}, denied by {r.layer.label}: the shell "
                     "computes a word the rule depends on",
+                    automatic=False,
                 )
         network = self._network_match(part)
         net = self._network_call(shown, network) if network is not Match.NO else None
@@ -519,19 +539,28 @@ class EffectivePolicy:
                 "default",
                 f"{shown}: {'; '.join(part.problems[:3])}; the policy asks rather than allow "
                 "what it cannot follow",
+                automatic=False,
             )
         if maybe_denied is not None:
             return maybe_denied
+        # Whatever decides an ask below, a part that also reaches the network or a
+        # protected path stays out of headless rules' reach.
+        weighed = [f for f in (net, *effect_findings) if f is not None]
+        automatic = all(f.automatic for f in weighed if f.decision is Decision.ASK)
         for r in self._by_program["ask"].candidates(part):
             if r.spec.catches(part) is not Match.NO:
                 return _Finding(
-                    Decision.ASK, r.rule.text, r.layer.scope, f"{shown} matches {r.says('ask')}"
+                    Decision.ASK,
+                    r.rule.text,
+                    r.layer.scope,
+                    f"{shown} matches {r.says('ask')}",
+                    automatic=automatic,
                 )
         if net is not None and net.decision is Decision.ASK:
             return net
         asked = next((f for f in effect_findings if f.decision is Decision.ASK), None)
         if asked is not None:
-            return asked
+            return dataclasses.replace(asked, automatic=automatic)
         return self._program(part, shown)
 
     def _program(self, part: CommandPart, shown: str) -> _Finding:
@@ -578,8 +607,14 @@ class EffectivePolicy:
                 decision = {"deny": Decision.DENY, "ask": Decision.ASK}.get(verb, Decision.ALLOW)
                 if match is Match.MAYBE and decision is Decision.DENY:
                     decision = Decision.ASK
-                return _Finding(decision, r.rule.text, r.layer.scope, f"{what}: {r.says(verb)}")
-        return self._default("network", what)
+                return _Finding(
+                    decision,
+                    r.rule.text,
+                    r.layer.scope,
+                    f"{what}: {r.says(verb)}",
+                    automatic=False,
+                )
+        return dataclasses.replace(self._default("network", what), automatic=False)
 
     def _effect(self, effect: Effect, part: CommandPart) -> _Finding | None:
         shown = f"`{effect.word.raw}`"
@@ -605,6 +640,7 @@ class EffectivePolicy:
                     "default",
                     f"the policy cannot tell which file {shown} reads, and some "
                     "reads are denied or asked",
+                    automatic=False,
                 )
             return None
         kinds = (Kind.READ,) if effect.kind == "read" else _ALL_PATH_KINDS
@@ -653,4 +689,7 @@ class _ProgramIndex(Generic[T]):
 
 def _strictest(findings: list[_Finding]) -> _Finding:
     top = strictest([f.decision for f in findings])
-    return next(f for f in findings if f.decision is top)
+    found = next(f for f in findings if f.decision is top)
+    if top is Decision.ASK and not all(f.automatic for f in findings if f.decision is top):
+        return dataclasses.replace(found, automatic=False)
+    return found
