@@ -473,6 +473,10 @@ class Container(containers.DeclarativeContainer):
         cache_seconds=settings.provided.policy.cache_seconds,
     )
     policy_gate = providers.Singleton(PolicyEngineGate, effective_policies)
+    # Defined above the policy providers (others need them earlier); a saved
+    # `policy_profile` is checked against the policies and presets from here.
+    projects.add_kwargs(check_profile=effective_policies.provided.check_profile_name)
+    agents.add_kwargs(check_profile=effective_policies.provided.check_profile_name)
     policies = providers.Singleton(
         Policies,
         policy_store,

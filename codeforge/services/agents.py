@@ -14,14 +14,23 @@ from codeforge.domain.limits import Limits
 from codeforge.ports.stores import AgentStore, ModelConfigStore
 from codeforge.services.catalog import Catalog
 from codeforge.services.clock import Clock, utc_now
+from codeforge.services.profile_check import ProfileCheck
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,62}$")
 
 
 class Agents(Catalog[Agent]):
-    def __init__(self, store: AgentStore, models: ModelConfigStore, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: AgentStore,
+        models: ModelConfigStore,
+        clock: Clock = utc_now,
+        *,
+        check_profile: ProfileCheck | None = None,
+    ) -> None:
         super().__init__(store, clock)
         self._models = models
+        self._check_profile = check_profile
 
     async def create(
         self,
@@ -37,6 +46,7 @@ class Agents(Catalog[Agent]):
         principal.require_mutation()
         _validate_name(name)
         await self._require_model(principal, model)
+        await self._require_profile(principal, policy_profile)
         now = self._clock()
         return await self._store.add(
             Agent(
@@ -60,7 +70,13 @@ class Agents(Catalog[Agent]):
             _validate_name(changes["name"])
         if "model" in changes:
             await self._require_model(principal, changes["model"])
+        if "policy_profile" in changes:
+            await self._require_profile(principal, changes["policy_profile"])
         return await super().update(principal, agent_id, version, changes)
+
+    async def _require_profile(self, principal: Principal, name: str) -> None:
+        if self._check_profile is not None:
+            await self._check_profile(principal.tenant_id, name, project_id=None, whose="agent")
 
     async def _require_model(self, principal: Principal, model: str) -> None:
         try:

@@ -174,6 +174,39 @@ class EffectivePolicies:
         policy = compose(base=base, globals_=globals_, agent=restriction, run=run, sandbox=sandbox)
         return ComposedPolicy(policy=policy, profile=base.label, sandbox=sandbox)
 
+    async def check_profile_name(
+        self, tenant_id: uuid.UUID, name: str, *, project_id: uuid.UUID | None, whose: str
+    ) -> None:
+        """Refuse a `policy_profile` that names nothing, when it is saved — not at the
+        first run, where every call would be denied.
+
+        `whose` is "project" (a profile of that project, a tenant-wide one, or a preset;
+        `project_id` None for a project not stored yet) or "agent" (resolved per project
+        at run time, so a profile of any project of the tenant counts)."""
+        if name == DEFAULT or self._presets.find(name) is not None:
+            return
+        if whose == "project":
+            for place in (project_id, None) if project_id is not None else (None,):
+                try:
+                    stored = await self._store.get_by_name(tenant_id, name, place)
+                except NotFound:
+                    continue
+                if stored.scope is PolicyScope.PROJECT:
+                    return
+        else:
+            page = await self._store.list(
+                tenant_id, limit=1, filters={"name": name, "scope": PolicyScope.PROJECT.value}
+            )
+            if page.items:
+                return
+        presets = ", ".join(sorted(self._presets.names))
+        raise ValidationFailed(
+            f"no policy profile named {name!r}: neither a preset ({presets}) nor a profile "
+            f"saved for this {'project or tenant' if whose == 'project' else 'tenant'}; "
+            "save one under /api/v1/policies first, or use 'default'",
+            field="policy_profile",
+        )
+
     async def _agent(self, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> Agent | None:
         try:
             return await self._agents.get(tenant_id, agent_id)

@@ -38,6 +38,7 @@ from codeforge.ports.vcs import BranchInfo, PullResult, RepoInfo, RepoStatus
 from codeforge.services.catalog import Catalog
 from codeforge.services.clock import Clock, utc_now
 from codeforge.services.git_work import GitRunner
+from codeforge.services.profile_check import ProfileCheck
 
 log = structlog.get_logger("codeforge.projects")
 
@@ -71,12 +72,19 @@ def _move_into_place(partial: Path, workspace: Path) -> None:
 
 class Projects(Catalog[Project]):
     def __init__(
-        self, store: ProjectStore, git: GitRunner, workspaces: Path, clock: Clock = utc_now
+        self,
+        store: ProjectStore,
+        git: GitRunner,
+        workspaces: Path,
+        clock: Clock = utc_now,
+        *,
+        check_profile: ProfileCheck | None = None,
     ) -> None:
         super().__init__(store, clock)
         self._projects = store
         self._git = git
         self._workspaces = workspaces
+        self._check_profile = check_profile
 
     def workspace(self, project: Project) -> Path:
         # Per tenant, so two tenants may both name a project "api".
@@ -102,6 +110,10 @@ class Projects(Catalog[Project]):
         validate_budget(budget_usd)
         git_host = _checked_git_host(git_host)
         kind = classify_source(source)
+        if self._check_profile is not None:
+            await self._check_profile(
+                principal.tenant_id, policy_profile, project_id=None, whose="project"
+            )
         try:
             await self._projects.get_by_name(principal.tenant_id, name)
         except NotFound:
@@ -184,6 +196,19 @@ class Projects(Catalog[Project]):
             return {}
         found = await self._git.read_objects(workspace, [f"{commit}:{p}" for p in paths])
         return {name.split(":", 1)[1]: content for name, content in found.items()}
+
+    async def update(
+        self, principal: Principal, entity_id: uuid.UUID, version: int, changes: dict[str, Any]
+    ) -> Project:
+        if "policy_profile" in changes and self._check_profile is not None:
+            principal.require_mutation()
+            await self._check_profile(
+                principal.tenant_id,
+                changes["policy_profile"],
+                project_id=entity_id,
+                whose="project",
+            )
+        return await super().update(principal, entity_id, version, changes)
 
     def check_update(self, current: Project, changes: dict[str, Any]) -> None:
         validate_budget(changes.get("budget_usd"))

@@ -333,3 +333,77 @@ async def test_a_run_that_would_loosen_its_policy_is_refused_when_requested(
         "run",
         run["mode"],
     )
+
+
+async def test_a_profile_name_that_names_nothing_is_refused_when_saved(
+    client: AppClient, admin: Headers, tmp_path: Path
+) -> None:
+    source = make_repo(tmp_path / "repo-typo")
+    typo = await client.post(
+        "/api/v1/projects",
+        json={"name": "typo", "source": str(source), "policy_profile": "headless-safe-sandbx"},
+        headers=admin,
+    )
+    assert typo.status_code == 422, typo.text
+    assert typo.json()["errors"][0]["field"] == "policy_profile"
+    assert "headless-safe-sandbox" in typo.json()["detail"]  # the presets are listed
+    app = await project(client, admin, tmp_path, "calc")
+    unknown = await client.patch(
+        f"/api/v1/projects/{app['id']}",
+        json={"version": app["version"], "policy_profile": "calc-rules"},
+        headers=admin,
+    )
+    assert unknown.status_code == 422
+    await ok(
+        await client.post(
+            "/api/v1/policies",
+            json={"name": "calc-rules", "project_id": app["id"], "document": "mode: plan\n"},
+            headers=admin,
+        ),
+        201,
+    )
+    saved = await ok(
+        await client.patch(
+            f"/api/v1/projects/{app['id']}",
+            json={"version": app["version"], "policy_profile": "calc-rules"},
+            headers=admin,
+        )
+    )
+    assert saved["policy_profile"] == "calc-rules"
+    preset = await ok(
+        await client.patch(
+            f"/api/v1/projects/{app['id']}",
+            json={"version": saved["version"], "policy_profile": "plan-readonly"},
+            headers=admin,
+        )
+    )
+    assert preset["policy_profile"] == "plan-readonly"
+
+    await ok(
+        await client.post(
+            "/api/v1/models", json={"name": "m", "base_url": "http://x/v1"}, headers=admin
+        ),
+        201,
+    )
+    bad_agent = await client.post(
+        "/api/v1/agents",
+        json={"name": "a", "model": "m", "policy_profile": "nope"},
+        headers=admin,
+    )
+    assert bad_agent.status_code == 422
+    assert bad_agent.json()["errors"][0]["field"] == "policy_profile"
+    # An agent's profile is looked up per project at run time: one project's is enough.
+    agent = await ok(
+        await client.post(
+            "/api/v1/agents",
+            json={"name": "a", "model": "m", "policy_profile": "calc-rules"},
+            headers=admin,
+        ),
+        201,
+    )
+    renamed = await client.patch(
+        f"/api/v1/agents/{agent['id']}",
+        json={"version": agent["version"], "policy_profile": "nope"},
+        headers=admin,
+    )
+    assert renamed.status_code == 422
