@@ -11,7 +11,7 @@ In order:
    Whatever the sandbox, an ask the policy marks not `automatic` is denied: a command
    that reaches the network, a change to a protected path (CI configuration), or a
    command the policy cannot read.
-3. Otherwise the run waits (`ApprovalRequested`, status `waiting_approval`) for an
+3. Otherwise the run waits (`ApprovalRequested`, status `awaiting_approval`) for an
    answer through `POST /api/v1/runs/{id}/approvals/{approval_id}`, which reaches the
    worker on the run's control subject; the notifier (a webhook) tells an approver. An
    ask unanswered within `approvals.timeout_seconds` is denied (`decided_by: timeout`).

@@ -212,7 +212,7 @@ class ReplayDiverged(Event, frozen=True, kw_only=True):
 
 
 class ApprovalRequested(Event, frozen=True, kw_only=True):
-    """The policy gate asked: the run waits for an approver (status waiting_approval)."""
+    """The policy gate asked: the run waits for an approver (status awaiting_approval)."""
 
     approval_id: str
     call_id: str

@@ -7,7 +7,7 @@ from the log.
     requested --> running --> succeeded
         |           |  ^  \\--> failed / cancelled
         |           v  |
-        |       waiting_approval
+        |       awaiting_approval
         |           |
         +-----> suspended --> running (resumed) / requested (restarted)
     any non-terminal state --> failed / cancelled
@@ -46,7 +46,7 @@ from codeforge.domain.limits import Limits
 class RunStatus(StrEnum):
     REQUESTED = "requested"
     RUNNING = "running"
-    WAITING_APPROVAL = "waiting_approval"
+    AWAITING_APPROVAL = "awaiting_approval"
     SUSPENDED = "suspended"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
@@ -62,9 +62,9 @@ TERMINAL = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED
 TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.REQUESTED: frozenset({RunStatus.RUNNING, RunStatus.SUSPENDED}),
     RunStatus.RUNNING: frozenset(
-        {RunStatus.WAITING_APPROVAL, RunStatus.SUSPENDED, RunStatus.SUCCEEDED}
+        {RunStatus.AWAITING_APPROVAL, RunStatus.SUSPENDED, RunStatus.SUCCEEDED}
     ),
-    RunStatus.WAITING_APPROVAL: frozenset({RunStatus.RUNNING, RunStatus.SUSPENDED}),
+    RunStatus.AWAITING_APPROVAL: frozenset({RunStatus.RUNNING, RunStatus.SUSPENDED}),
     RunStatus.SUSPENDED: frozenset({RunStatus.RUNNING, RunStatus.REQUESTED}),
     RunStatus.SUCCEEDED: frozenset(),
     RunStatus.FAILED: frozenset(),
@@ -156,10 +156,10 @@ class Run(Entity, frozen=True, kw_only=True):
                 # A step is one model call; the projection's cost is the ledger's sum.
                 changes |= {"steps": self.steps + 1, "cost_usd": self.cost_usd + (cost or 0)}
             case ApprovalRequested():
-                self._require(RunStatus.WAITING_APPROVAL)
-                changes |= {"status": RunStatus.WAITING_APPROVAL}
+                self._require(RunStatus.AWAITING_APPROVAL)
+                changes |= {"status": RunStatus.AWAITING_APPROVAL}
             case ApprovalDecided():
-                if self.status is RunStatus.WAITING_APPROVAL:
+                if self.status is RunStatus.AWAITING_APPROVAL:
                     changes |= {"status": RunStatus.RUNNING}
             case RunSuspended():
                 self._require(RunStatus.SUSPENDED)

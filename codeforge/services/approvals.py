@@ -93,7 +93,7 @@ class RunApprovals:
             raise NotFound(f"run {run_id} has no approval {approval_id!r}", field="approval_id")
         if approval.state != "pending":
             raise Conflict(f"approval {approval_id} was already decided ({approval.state})")
-        if run.status is not RunStatus.WAITING_APPROVAL:
+        if run.status is not RunStatus.AWAITING_APPROVAL:
             raise Conflict(f"the run is {run.status.value}, not waiting for an approval")
         why = reason.encode("utf-8", "replace").decode().strip()
         await self._control.send(

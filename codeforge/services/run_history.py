@@ -95,7 +95,7 @@ class RunHistory:
         principal.require_mutation()
         run = await self._events.get_run(principal.tenant_id, run_id)
         why = f"paused by user{': ' + reason.strip() if reason.strip() else ''}"
-        if run.status in (RunStatus.RUNNING, RunStatus.WAITING_APPROVAL):
+        if run.status in (RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL):
             await self._control.send(
                 ControlRun(run_id=run.id, tenant_id=run.tenant_id, action="suspend", reason=why)
             )

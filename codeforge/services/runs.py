@@ -133,7 +133,7 @@ class Runs:
             run = await self._events.get_run(principal.tenant_id, run_id)
             if run.status.terminal:
                 raise Conflict(f"the run already ended ({run.status.value})", field="status")
-            if run.status in (RunStatus.RUNNING, RunStatus.WAITING_APPROVAL):
+            if run.status in (RunStatus.RUNNING, RunStatus.AWAITING_APPROVAL):
                 if self._control is None:
                     raise Conflict("no worker can be reached to cancel this run")
                 await self._control.send(

@@ -34,7 +34,7 @@ from codeforge.services.tasks import Tasks
 T = TypeVar("T")
 ACTIVE = (
     RunStatus.RUNNING,
-    RunStatus.WAITING_APPROVAL,
+    RunStatus.AWAITING_APPROVAL,
     RunStatus.REQUESTED,
     RunStatus.SUSPENDED,
 )
@@ -134,7 +134,7 @@ async def dashboard(
             ],
         )
         for row in rows
-        if row.run.status is RunStatus.WAITING_APPROVAL
+        if row.run.status is RunStatus.AWAITING_APPROVAL
     ]
     since = (now or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
     tenant = await costs.report(principal, group="tenant", since=since, limit=1)

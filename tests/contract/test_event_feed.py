@@ -392,7 +392,7 @@ def test_a_notify_payload_is_small_and_round_trips() -> None:
         seq=2**40,
         entity="run",
         entity_id=new_id(),
-        status="waiting_approval",
+        status="awaiting_approval",
     )
     payload = encode_notice(notice)
     assert len(payload.encode()) < 300

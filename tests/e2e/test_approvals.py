@@ -133,7 +133,7 @@ async def test_a_run_waits_for_an_approver_and_an_approval_for_the_run_covers_th
     ask = await pending(client, admin, run["id"])
     assert (ask["tool"], ask["command"], ask["rule"]) == ("bash", "echo first > first.txt", "Bash")
     waiting = (await client.get(f"/api/v1/runs/{run['id']}", headers=admin)).json()
-    assert waiting["status"] == "waiting_approval"
+    assert waiting["status"] == "awaiting_approval"
     # The approver was told, with a signed notice that says where to answer.
     notice, signature = webhook[1][0]
     assert notice["approval_id"] == ask["approval_id"]

@@ -287,7 +287,7 @@ def test_from_sign_in_to_a_downloaded_patch_with_an_approval_on_the_way(
     ask = page.locator("#approvals article.ask")
     expect(ask).to_contain_text("bash asks for approval", timeout=30_000)
     expect(ask).to_contain_text(command)
-    expect(page.locator("#run-summary")).to_contain_text("waiting approval")
+    expect(page.locator("#run-summary")).to_contain_text("awaiting approval")
     expect(page.locator("#timeline")).to_contain_text("Policy: ASK bash")
     expect(page.locator("#diff")).to_contain_text("+    return a + b")  # the edit, so far
     screenshot(page, "06-run-asks")
