@@ -33,8 +33,9 @@ class PolicyDocumentError(ValidationFailed):
         super().__init__("; ".join(shown + more), field="document")
 
 
-def parse_policy(text: str, *, name: str, source: str = "document") -> PolicyProfile:
-    """The profile `text` describes, or `PolicyDocumentError`."""
+def parse_policy(text: str, *, name: str | None, source: str = "document") -> PolicyProfile:
+    """The profile `text` describes, or `PolicyDocumentError`. `name`: what it is stored
+    as; None for an unsaved document (a preview), which keeps its own."""
     if len(text) > MAX_DOCUMENT_CHARS:
         raise PolicyDocumentError(
             [f"{source}: a policy is at most {MAX_DOCUMENT_CHARS} characters"]

@@ -159,7 +159,7 @@ class EffectivePolicies:
         restriction: ProfileSource | None = None
         if document is not None:
             base = ProfileSource(
-                parse_policy(document, name="preview"), "project", "the previewed document"
+                parse_policy(document, name=None), "project", "the previewed document"
             )
             if agent_name != DEFAULT:
                 restriction = await self._named(tenant_id, agent_name, project, "agent")

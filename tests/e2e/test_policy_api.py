@@ -210,6 +210,14 @@ async def test_preview_says_the_decision_the_rule_the_scope_and_why(
         document="defaults:\n  bash: allow\n",
     )
     assert (trial["decision"], trial["profile"]) == ("allow", "the previewed document")
+    # A preset's copy carries its own `name:`; unsaved, it previews all the same.
+    presets = await ok(await client.get("/api/v1/policies/presets", headers=admin))
+    safe = next(p for p in presets if p["name"] == "headless-safe-sandbox")
+    assert "name:" in safe["document"]
+    named = await preview(
+        client, admin, project_id=app["id"], command="git push", document=safe["document"]
+    )
+    assert named["decision"] == "deny"
 
     unknown = await client.post(
         "/api/v1/policies/preview",

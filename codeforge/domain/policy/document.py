@@ -349,8 +349,11 @@ def _dotted(path: Path) -> str:
     return PolicyProblem(path, "").dotted()
 
 
-def build_profile(data: object, name: str) -> PolicyProfile:
-    """The profile `data` describes, or `PolicyInvalid` listing every problem."""
+def build_profile(data: object, name: str | None) -> PolicyProfile:
+    """The profile `data` describes, or `PolicyInvalid` listing every problem.
+
+    `name`: what it is stored as (a `name:` in the document must agree); None for a
+    document not stored (a preview), which keeps its own name, if any."""
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
@@ -359,6 +362,8 @@ def build_profile(data: object, name: str) -> PolicyProfile:
     if doc is None:
         raise PolicyInvalid(problems)
     b = _Builder()
+    if name is None:
+        name = doc.name or "unsaved"
     if doc.name is not None and doc.name != name:
         b.problem(("name",), f"the document is named {doc.name!r}, but it is stored as {name!r}")
     network = b.network_commands(doc.network_commands, ("network_commands",))
