@@ -9,6 +9,7 @@ layout — is in test_pages.py.
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -564,3 +565,137 @@ async def test_a_session_opened_through_the_api_in_the_same_browser_asks_to_sign
     assert again.headers["location"] == "/sign-in?next=%2Fprojects"
     await browser.sign_in(admin_key, next="/projects")
     assert (await browser.client.get("/projects")).status_code == 200
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+def policy_id_of(page: str) -> str:
+    found = re.search(r'action="/policies/([0-9a-f-]{36})"', page)
+    assert found is not None, "no policy editor on the page"
+    return found.group(1)
+
+
+def editor_text(page: str) -> str:
+    """What the policy editor holds, as a browser would read it (the first line break
+    after the tag is not part of it)."""
+    found = re.search(r'<textarea id="edit-policy-document"[^>]*>\n(.*?)</textarea>', page, re.S)
+    assert found is not None, "no policy editor on the page"
+    return html.unescape(found.group(1))
+
+
+async def test_a_preset_saved_as_a_profile_is_edited_with_problems_shown_at_their_lines(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    listing = text_of(await browser.page("/policies"))
+    assert "headless-safe-sandbox default Default for server runs" in listing
+    assert "No profile of your own yet" in listing
+
+    saved = await browser.submit(
+        "/policies/presets/headless-safe-sandbox",
+        "/policies/from-preset",
+        {"preset": "headless-safe-sandbox", "name": "shop-rules", "project_id": project_id},
+    )
+    assert flash_of(saved.text) == (
+        "info",
+        "Preset headless-safe-sandbox saved as profile shop-rules: edit it below. "
+        "Choose it on a project's page (or an agent's) to use it.",
+    )
+    here = saved.url.path
+    policy_id = policy_id_of(saved.text)
+    words = text_of(saved.text)
+    assert "Applies to project calc" in words
+    assert "Based on preset headless-safe-sandbox" in words
+    document = editor_text(saved.text)
+    assert document.startswith("# headless-safe-sandbox")
+    assert "\nname: shop-rules\n" in document
+
+    # A rule misspelt on one line: the save is refused, the problem shown at that line,
+    # and the whole text (kilobytes: more than a redirect's cookie carries) kept.
+    lines = document.split("\n")
+    bad_line = lines.index("    - Bash(su:*)") + 1
+    lines[bad_line - 1] = "    - Bsh(su:*)"
+    typed = "\n".join(lines)
+    assert len(typed.encode()) > 4000
+    refused = await browser.submit(
+        here,
+        here,
+        {"form_id": "edit-policy", "version": "1", "name": "shop-rules",
+         "document": typed.replace("\n", "\r\n")},
+    )  # fmt: skip
+    assert refused.status_code == 422
+    level, message = flash_of(refused.text) or ("", "")
+    assert level == "error"
+    assert message.startswith(f"document:{bad_line}: rules.deny[")
+    assert "'Bsh(su:*)' is not a rule" in message
+    assert editor_text(refused.text) == typed
+    assert 'aria-invalid="true"' in re.search(r"<textarea[^>]*>", refused.text).group(0)  # type: ignore[union-attr]
+    assert f'data-goto-line="{bad_line}"' in refused.text
+    marked = re.search(
+        rf'<div class="doc-line doc-line-error" id="line-{bad_line}">.*?</div>\s*'
+        r'<p class="doc-problem"><strong>Line (\d+):</strong> ([^<]*)</p>',
+        refused.text,
+        re.S,
+    )
+    assert marked is not None
+    assert marked.group(1) == str(bad_line)
+    assert "is not a rule" in html.unescape(marked.group(2))
+    assert "Not saved: the document has 1 problem." in text_of(refused.text)
+    stored = (await browser.client.get(f"/api/v1/policies/{policy_id}")).json()
+    assert stored["version"] == 1
+
+    # Fixed, it is saved as written.
+    fixed = typed.replace("Bsh(su:*)", "Bash(su:*)") + "  # reviewed\n"
+    done = await browser.submit(
+        here,
+        here,
+        {"form_id": "edit-policy", "version": "1", "name": "shop-rules", "document": fixed},
+    )
+    assert flash_of(done.text) == ("info", "Profile shop-rules saved (version 2).")
+    assert editor_text(done.text) == fixed
+    stored = (await browser.client.get(f"/api/v1/policies/{policy_id}")).json()
+    assert (stored["version"], stored["document"]) == (2, fixed)
+
+    # Someone saved meanwhile: the text typed is kept and theirs is shown beside it.
+    stale = await browser.submit(
+        here,
+        here,
+        {"form_id": "edit-policy", "version": "1", "name": "shop-rules",
+         "document": fixed + "# mine\n"},
+    )  # fmt: skip
+    assert stale.status_code == 409
+    level, message = flash_of(stale.text) or ("", "")
+    assert (level, "was changed by someone else" in message) == ("error", True)
+    assert editor_text(stale.text) == fixed + "# mine\n"
+    assert "Saved meanwhile: version 2" in text_of(stale.text)
+    assert 'name="version" value="2"' in stale.text
+
+    # Chosen by the project, then deleted: the page says what that does to its runs.
+    settings = await browser.page(f"/projects/{project_id}")
+    assert '<option value="shop-rules">shop-rules (this project&#39;s profile)</option>' in (
+        settings
+    )
+    chosen = await browser.submit(
+        f"/projects/{project_id}",
+        f"/projects/{project_id}/settings",
+        {"version": "1", "policy_profile": "shop-rules", "max_attempts": "3",
+         "timeout_seconds": "600"},
+    )  # fmt: skip
+    assert flash_of(chosen.text) == ("info", "Settings saved.")
+    project = (await browser.client.get(f"/api/v1/projects/{project_id}")).json()
+    assert project["policy_profile"] == "shop-rules"
+    # Name, applies to, mode, version, based on, named by.
+    row = "shop-rules project calc default 2 headless-safe-sandbox project calc"
+    assert row in text_of(await browser.page("/policies"))
+    deleted = await browser.submit(here, f"{here}/delete", {"version": "2"})
+    assert deleted.url.path == "/policies"
+    assert flash_of(deleted.text) == (
+        "info",
+        "Profile shop-rules deleted. Still named by project calc: their runs deny every "
+        "call until they name another profile.",
+    )
+    # The project page keeps the name it has, and says it is missing.
+    page = await browser.page(f"/projects/{project_id}")
+    assert "shop-rules (MISSING: its runs deny every call)" in text_of(page)
