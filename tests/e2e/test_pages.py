@@ -597,4 +597,5 @@ def test_every_page_fits_a_phone(
     expect(phone.locator("tr", has_text="api-model").locator(".health")).to_contain_text(
         re.compile(r"up [\d,]+ ms")
     )
+    screenshot(phone, "phone-models-checked")
     llm.assert_script_consumed()
