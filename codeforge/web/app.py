@@ -29,6 +29,7 @@ from codeforge.web.inspector import InspectorPages
 from codeforge.web.keys import KeyPages
 from codeforge.web.models import ModelPages
 from codeforge.web.pages import Pages
+from codeforge.web.policies import PolicyPages
 from codeforge.web.projects import ProjectPages
 from codeforge.web.runs import RunPages
 from codeforge.web.session import PageUser, SignInRequired, page_user
@@ -53,6 +54,7 @@ SERVICES = {
     "tasks": "tasks",
     "agents": "agents",
     "models": "models",
+    "model_health": "model_health",
     "runs": "runs",
     "costs": "costs",
     "artifacts": "artifacts",
@@ -61,6 +63,7 @@ SERVICES = {
     "keys": "api_keys",
     "sessions": "sessions",
     "diffs": "checkpoint_diffs",
+    "policies": "policies",
 }
 
 
@@ -90,6 +93,7 @@ def web_routers(runtime: Runtime, pages: Pages) -> list[Router]:
             RunPages,
             InspectorPages,
             ModelPages,
+            PolicyPages,
             KeyPages,
         ],
         dependencies={

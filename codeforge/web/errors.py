@@ -1,12 +1,15 @@
 """Every error on a page becomes a message on a page, here and only here.
 
-Page handlers never catch. What they raise is mapped once:
+Page handlers never catch (the policy editor's save aside, see `form_error`). What
+they raise is mapped once:
 
 - no session → the sign-in page (and back here after signing in); an expired or
   signed-out session, or a revoked key → the sign-in page, saying so;
 - a form post that breaks a rule (400-422: a bad value, a stale version, a dirty
   git tree, a viewer's key) → back to the page the form was on, the message above
-  the form, the field marked, what was typed filled in again;
+  the form, the field marked, what was typed filled in again (a form whose text is
+  too big to carry across a redirect — a policy document — is answered with its
+  page instead, through `form_error`: the same message, status and field);
 - anything else (a page that does not exist, a dependency out of reach, a bug) →
   an error page with the status, the message and the request id. An unexpected error
   is logged with its traceback; the page shows only the request id to quote.
@@ -17,7 +20,7 @@ API answer the same mistake alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +31,8 @@ from litestar.exceptions import HTTPException, ValidationException
 from codeforge.domain.errors import DomainError, Forbidden, Unauthenticated
 from codeforge.http.errors import STATUS_OF, TITLES
 from codeforge.ports.errors import DependencyUnavailable
+from codeforge.web.flash import Flash
+from codeforge.web.forms import SECRET_FIELDS
 from codeforge.web.pages import Pages, here, safe_path, with_query
 from codeforge.web.session import SAFE_METHODS, SignInRequired
 
@@ -99,6 +104,19 @@ def describe(exc: Exception) -> tuple[int, str, str | None]:
     return 500, "something went wrong on our side; quote the request id if you report it", None
 
 
+def form_error(exc: DomainError, values: Mapping[str, str]) -> tuple[int, Flash]:
+    """For a form answered with its own page instead of a redirect (its text is too
+    big for the cookie a redirect carries it in): the status and the message the
+    redirect would have carried, with what was typed. Raises `exc` again when it is
+    not the form's to show — a session that ended, a fault on our side — so the
+    handler above maps it as always."""
+    status, message, field = describe(exc)
+    if isinstance(exc, Unauthenticated) or not 400 <= status < 500:
+        raise exc
+    typed = {k: v for k, v in values.items() if k not in SECRET_FIELDS}
+    return status, Flash(level="error", message=message, field=field, values=typed)
+
+
 def negotiated(api: Handler, page: Handler) -> Handler:
     """For app-level errors (a path no route matches): a page for a browser asking for
     a page, the API's problem+json for everyone else."""
@@ -123,4 +141,4 @@ def _back(request: Request[Any, Any, Any]) -> str:
     return "/"
 
 
-__all__ = ["describe", "negotiated", "page_error_handler"]
+__all__ = ["describe", "form_error", "negotiated", "page_error_handler"]

@@ -8,6 +8,7 @@ error mapper shows above the form, with the form filled in again.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -37,7 +38,9 @@ def remember(request: Request[Any, Any, Any], data: FormMultiDict) -> None:
 
 
 class Form:
-    def __init__(self, data: FormMultiDict) -> None:
+    """A submitted form (or a GET form's query string)."""
+
+    def __init__(self, data: FormMultiDict | Mapping[str, Any]) -> None:
         self._data = data
 
     def raw(self, name: str) -> str:
@@ -139,6 +142,12 @@ class Form:
 
     def values(self) -> dict[str, Any]:
         return dict(self._data.items())
+
+    def strings(self) -> dict[str, str]:
+        """What was typed, to fill the form in again: text fields, secrets left out."""
+        return {
+            k: v for k, v in self._data.items() if isinstance(v, str) and k not in SECRET_FIELDS
+        }
 
     def _capped(self, name: str, value: str, label: str | None, max_length: int) -> str:
         if len(value) > max_length:

@@ -1,8 +1,11 @@
-"""Models (with their prices and a health check) and the agents that use them.
+"""Models (with their prices and their health) and the agents that use them.
 
-The health check button posts to `POST /api/v1/models/{id}/check` from the page's
-script and shows the answer (status and latency) beside the model; it is hidden
-without the script, and says so when the server has no such endpoint yet.
+Health is the model-health service's (`codeforge.services.model_health`): the page
+shows each model's latest check made by this process — on demand, or the background
+check of the config file's models — and a **Check now** form per model makes a real
+minimal chat call and says up or down, how fast, and the provider's error. A model
+that is down is the check's answer, not a failed form: it is said at the top of the
+page like any outcome.
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from litestar.response import Redirect, Template
 
 from codeforge.domain.limits import Limits
 from codeforge.services.agents import Agents
+from codeforge.services.model_health import ModelCheck, ModelHealth
 from codeforge.services.models import Models
+from codeforge.services.policies import Policies
 from codeforge.web import views
 from codeforge.web.forms import Form
 from codeforge.web.pages import Pages
@@ -33,14 +38,19 @@ class ModelPages(Controller):
         pages: NamedDependency[Pages],
         models: NamedDependency[Models],
         agents: NamedDependency[Agents],
+        model_health: NamedDependency[ModelHealth],
+        policies: NamedDependency[Policies],
     ) -> Template:
         principal = user.principal
+        listed = await views.every(models.list, principal)
         return pages.render(
             request,
             user,
             "models.html",
-            models=await views.every(models.list, principal),
+            models=listed,
+            health={check.model_id: check for check in model_health.latest(listed)},
             agents=await views.every(agents.list, principal),
+            profiles=await views.profile_choices(policies, principal),
         )
 
     @post("/models")
@@ -68,6 +78,23 @@ class ModelPages(Controller):
         )
         return pages.redirect(request, "/models", message=f"Model {model.name} added.")
 
+    @post("/models/{model_id:uuid}/check")
+    async def check_model(
+        self,
+        request: Request[Any, Any, Any],
+        user: NamedDependency[PageUser],
+        pages: NamedDependency[Pages],
+        model_health: NamedDependency[ModelHealth],
+        model_id: FromPath[uuid.UUID],
+    ) -> Redirect:
+        check = await model_health.check(user.principal, model_id)
+        return pages.redirect(
+            request,
+            f"/models#model-{model_id}",
+            message=said(check),
+            level="info" if check.status == "up" else "error",
+        )
+
     @post("/models/{model_id:uuid}/delete")
     async def delete_model(
         self,
@@ -89,12 +116,16 @@ class ModelPages(Controller):
         form: NamedDependency[Form],
         pages: NamedDependency[Pages],
         agents: NamedDependency[Agents],
+        policies: NamedDependency[Policies],
     ) -> Redirect:
         agent = await agents.create(
             user.principal,
             name=form.text("name", max_length=63),
             model=form.text("model", max_length=128),
             instructions=form.optional_text("instructions", max_length=20_000),
+            policy_profile=await views.chosen_profile(
+                policies, user.principal, form.optional_text("policy_profile") or "default"
+            ),
             limits=Limits(
                 max_steps=form.integer("max_steps", label="max steps", minimum=1),
                 max_wall_seconds=form.integer("max_wall_seconds", label="max wall time", minimum=1),
@@ -115,3 +146,13 @@ class ModelPages(Controller):
         agent = await agents.get(user.principal, agent_id)
         await agents.delete(user.principal, agent_id, None)
         return pages.redirect(request, "/models", message=f"Agent {agent.name} deleted.")
+
+
+def said(check: ModelCheck) -> str:
+    """A check's outcome in a sentence: up or down, how fast, and why."""
+    took = f"{check.latency_ms:,.0f} ms" if check.latency_ms is not None else "no time"
+    if check.status == "up":
+        return f"Model {check.name} is up: answered in {took}" + (
+            f" ({check.detail})." if check.detail else "."
+        )
+    return f"Model {check.name} is DOWN (after {took}): {check.error or check.detail}"

@@ -3,6 +3,8 @@
 `render` fills in what every template uses (the user, the flash message, the form
 values to fill in again, where "back" is); `redirect` answers a form post with a
 303 and an optional flash, so reloading the page that follows never posts twice.
+A form whose text cannot travel in a cookie (a policy document) is answered with its
+page instead, the message given to `render`.
 """
 
 from __future__ import annotations
@@ -34,10 +36,14 @@ class Pages:
         *,
         http_status: int = 200,
         cookies: Sequence[Cookie] = (),
+        flash: Flash | None = None,
         **context: Any,
     ) -> Template:
-        flash = self._flashes.read(request)
-        cleared = [Flashes.cleared()] if flash is not None else []
+        """`flash`: what to say at the top, given here instead of carried by a cookie
+        (a form answered with its page rather than a redirect)."""
+        carried = self._flashes.read(request)
+        cleared = [Flashes.cleared()] if carried is not None else []
+        flash = flash or carried
         return Template(
             template_name=template,
             status_code=http_status,

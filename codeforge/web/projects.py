@@ -1,4 +1,5 @@
-"""Projects: the list, registering one, and a project's page — git, gates, budget."""
+"""Projects: the list, registering one, and a project's page — git, gates, budget,
+and the policy profile its runs use."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from litestar.response import Redirect, Template
 
 from codeforge.domain.gates import QualityGates
 from codeforge.domain.limits import Limits
+from codeforge.services.policies import Policies
 from codeforge.services.projects import Projects
 from codeforge.services.runs import Runs
 from codeforge.services.tasks import Tasks
@@ -69,6 +71,7 @@ class ProjectPages(Controller):
         projects: NamedDependency[Projects],
         tasks: NamedDependency[Tasks],
         runs: NamedDependency[Runs],
+        policies: NamedDependency[Policies],
         project_id: FromPath[uuid.UUID],
     ) -> Template:
         principal = user.principal
@@ -78,6 +81,7 @@ class ProjectPages(Controller):
             user,
             "projects/detail.html",
             project=project,
+            profiles=await views.profile_choices(policies, principal, project.id),
             git=await views.git_view(projects, principal, project_id),
             tasks=await views.every(tasks.list, principal, limit=views.PAGE, project_id=project.id),
             runs=await views.every(runs.list, principal, limit=views.PAGE, project_id=project.id),
@@ -126,9 +130,11 @@ class ProjectPages(Controller):
         form: NamedDependency[Form],
         pages: NamedDependency[Pages],
         projects: NamedDependency[Projects],
+        policies: NamedDependency[Policies],
         project_id: FromPath[uuid.UUID],
     ) -> Redirect:
         version = form.version()
+        current = await projects.get(user.principal, project_id)
         gates = QualityGates(
             tests=form.optional_text("tests", label="test command", max_length=2000),
             lint=form.optional_text("lint", label="lint command", max_length=2000),
@@ -148,6 +154,13 @@ class ProjectPages(Controller):
             max_cost_usd=form.decimal("max_cost_usd", label="max cost per run"),
         )
         changes = {
+            "policy_profile": await views.chosen_profile(
+                policies,
+                user.principal,
+                form.optional_text("policy_profile") or "default",
+                project_id=project_id,
+                current=current.policy_profile,
+            ),
             "gates": gates,
             "quality_gates": form.lines("quality_gates", label="more gate commands"),
             "budget_usd": form.decimal("budget_usd", label="budget"),

@@ -41,6 +41,7 @@ def template_config() -> TemplateConfig[JinjaTemplateEngine]:
         short=short,
         size=size,
         seconds=seconds,
+        millis=millis,
         pretty=pretty,
         plural=plural,
         options=options,
@@ -88,6 +89,12 @@ def seconds(value: float | int | None) -> str:
     if value < 120:
         return f"{value:.1f} s"
     return f"{value / 60:.1f} min"
+
+
+def millis(value: float | int | None) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.0f} ms"
 
 
 def pretty(value: Any) -> str:

@@ -15,9 +15,10 @@ from typing import Any, TypeVar
 from msgspec import Struct
 
 from codeforge.domain.agents import Agent
-from codeforge.domain.errors import DomainError, NotFound
+from codeforge.domain.errors import DomainError, NotFound, ValidationFailed
 from codeforge.domain.events import StoredEvent
 from codeforge.domain.keys import Principal
+from codeforge.domain.policy.stored import Policy, PolicyScope
 from codeforge.domain.projects import Project
 from codeforge.domain.runs import Run, RunStatus
 from codeforge.domain.tasks import Task
@@ -26,6 +27,7 @@ from codeforge.ports.vcs import BranchInfo, RepoStatus
 from codeforge.services.agents import Agents
 from codeforge.services.approvals import Approval, RunApprovals
 from codeforge.services.costs import Costs
+from codeforge.services.policies import Policies
 from codeforge.services.projects import Projects
 from codeforge.services.readiness import Readiness, ReadinessReport
 from codeforge.services.runs import Runs
@@ -214,6 +216,58 @@ async def agent_of(agents: Agents, principal: Principal, agent_id: uuid.UUID) ->
         return await agents.get(principal, agent_id)
     except NotFound:
         return None
+
+
+async def profile_choices(
+    policies: Policies, principal: Principal, project_id: uuid.UUID | None = None
+) -> list[tuple[str, str]]:
+    """(name, label) of every policy profile a project (or, without one, an agent) may
+    name: the server's default, the presets, the tenant-wide stored profiles and the
+    project's own (which win over a tenant-wide one of the same name)."""
+    choices = {"default": "default: the server's default profile"}
+    choices.update({p.name: f"{p.name} (preset)" for p in policies.presets()})
+    stored = await every(policies.list, principal, scope=PolicyScope.PROJECT.value)
+    for policy in sorted(stored, key=lambda p: (p.name, p.project_id is not None)):
+        if policy.project_id is None:
+            choices[policy.name] = f"{policy.name} (profile for every project)"
+        elif policy.project_id == project_id:
+            choices[policy.name] = f"{policy.name} (this project's profile)"
+    return list(choices.items())
+
+
+async def chosen_profile(
+    policies: Policies,
+    principal: Principal,
+    name: str,
+    *,
+    project_id: uuid.UUID | None = None,
+    current: str | None = None,
+) -> str:
+    """`name` if the form offered it. What is set already is kept as it is, even a
+    profile deleted since: saving other settings never changes a project's policy."""
+    if name == current:
+        return name
+    offered = [value for value, _ in await profile_choices(policies, principal, project_id)]
+    if name not in offered:
+        raise ValidationFailed(
+            f"the policy profile {name!r} does not exist; choose one of: {', '.join(offered)}",
+            field="policy_profile",
+        )
+    return name
+
+
+def used_by(policy: Policy, projects: Iterable[Project], agents: Iterable[Agent]) -> list[str]:
+    """Who names this profile ("project calc", "agent coder"); a global policy applies
+    to every run and is named by nobody. (A profile bound to one project is used by an
+    agent that names it only on that project.)"""
+    if policy.scope is PolicyScope.GLOBAL:
+        return []
+    users = [
+        f"project {p.name}"
+        for p in projects
+        if p.policy_profile == policy.name and policy.project_id in (None, p.id)
+    ]
+    return users + [f"agent {a.name}" for a in agents if a.policy_profile == policy.name]
 
 
 async def _name_or_gone(lookup: Callable[[], Awaitable[T]], name: Callable[[T], str]) -> str:

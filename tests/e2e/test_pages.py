@@ -1,11 +1,11 @@
 """The admin pages in a real browser against a real `codeforge serve`.
 
 Headless Chromium (tests/support/browser.py) against `codeforge serve` run as a
-process of its own (tests/support/serve_main.py: the real command with a policy gate
-that asks before shell commands, since no configuration can make the shipped gate
-ask yet), a scripted OpenAI-compatible model in this process, real PostgreSQL and git.
-One browser and one server serve the whole module; each test gets a fresh browser
-context (its own cookies).
+process of its own, a scripted OpenAI-compatible model in this process, real
+PostgreSQL and git. The runs' asks come from the policy as a user configures it: a
+stored profile, `ask-before-commands` (mode acceptEdits: edits are accepted, every
+command waits for a yes), that the projects choose. One browser and one server serve
+the whole module; each test gets a fresh browser context (its own cookies).
 
 Every wait is for a condition on the page (Playwright's `expect`), never a sleep.
 Screenshots of each page go to test-artifacts/screenshots/ (see tests/support/browser.py).
@@ -15,7 +15,6 @@ Sync tests only: Playwright's sync API cannot share the thread with an asyncio l
 from __future__ import annotations
 
 import re
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,6 +43,12 @@ TEST = (
     "    def test_add(self):\n        self.assertEqual(add(2, 3), 5)\n"
 )
 FIX = {"path": "calc.py", "old_string": "return a - b", "new_string": "return a + b"}
+# The profile the tests' projects choose, as a user would write it.
+ASK_BEFORE_COMMANDS = """\
+# Edits are accepted; every command waits for a person's yes.
+description: Edits accepted; commands need a yes.
+mode: acceptEdits
+"""
 PHONE = {"width": 390, "height": 844}
 LAPTOP = {"width": 1280, "height": 860}
 
@@ -80,18 +85,19 @@ def served(
         CODEFORGE_API__STREAM_HEARTBEAT="1",
         CODEFORGE_APPROVALS__TIMEOUT_SECONDS="300",
     )
-    process = CodeforgeProcess(
-        ["serve", "--port", str(port)],
-        env,
-        cwd=ROOT,
-        program=[sys.executable, "-m", "tests.support.serve_main"],
-    )
+    process = CodeforgeProcess(["serve", "--port", str(port)], env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
         process.wait_for_http(f"{url}/health")
         key = (data / "admin-key").read_text().strip()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}) as api:
-            yield Served(url=url, admin_key=key, process=process, llm=llm, api=api)
+            served = Served(url=url, admin_key=key, process=process, llm=llm, api=api)
+            api_post(
+                served,
+                "/api/v1/policies",
+                {"name": "ask-before-commands", "document": ASK_BEFORE_COMMANDS},
+            )
+            yield served
     finally:
         process.stop()
 
@@ -181,7 +187,11 @@ def api_setup(served: Served, tmp_path: Path) -> dict[str, str]:
         )  # fmt: skip
         agent = api_post(served, "/api/v1/agents", {"name": "api-agent", "model": "api-model"})
         source = make_repo(tmp_path / "api-repo", {"calc.py": CALC, "test_calc.py": TEST})
-        project = api_post(served, "/api/v1/projects", {"name": "api-calc", "source": str(source)})
+        project = api_post(
+            served,
+            "/api/v1/projects",
+            {"name": "api-calc", "source": str(source), "policy_profile": "ask-before-commands"},
+        )
         served.ids.update(agent_id=agent["id"], project_id=project["id"])
     return served.ids
 
@@ -250,11 +260,13 @@ def test_from_sign_in_to_a_downloaded_patch_with_an_approval_on_the_way(
     expect(page.locator("#flash")).to_contain_text("Project calc registered")
     expect(page.locator("h1")).to_have_text("calc")
     expect(page.get_by_text("main (current)")).to_be_visible()
+    page.get_by_label("Policy profile").select_option("ask-before-commands")
     page.get_by_label("Test command").fill("python3 -m unittest -q")
     page.get_by_label("Max diff lines").fill("50")
     page.get_by_role("button", name="Save settings").click()
     expect(page.locator("#flash")).to_contain_text("Settings saved.")
     expect(page.get_by_label("Test command")).to_have_value("python3 -m unittest -q")
+    expect(page.get_by_label("Policy profile")).to_have_value("ask-before-commands")
     screenshot(page, "04-project")
 
     # A task, then a run of it.
@@ -268,7 +280,9 @@ def test_from_sign_in_to_a_downloaded_patch_with_an_approval_on_the_way(
     task = page.locator("details.task", has_text="Fix add")
     expect(task).to_have_attribute("open", "")  # the link's #task-<id> opened it
     release = tmp_path / "release"
+    # The tests run first: a program, so the profile asks (shell builtins alone never do).
     command = (
+        f"python3 -m unittest -q; "
         f"while [ ! -e {release} ]; do echo waiting for the release; sleep 0.2; done; echo released"
     )
     llm.reply("Fixing add() first.", tool_calls=[("edit", FIX)])
@@ -289,6 +303,7 @@ def test_from_sign_in_to_a_downloaded_patch_with_an_approval_on_the_way(
     expect(ask).to_contain_text(command)
     expect(page.locator("#run-summary")).to_contain_text("awaiting approval")
     expect(page.locator("#timeline")).to_contain_text("Policy: ASK bash")
+    expect(page.locator("#policy")).to_contain_text("ask-before-commands")
     expect(page.locator("#diff")).to_contain_text("+    return a + b")  # the edit, so far
     screenshot(page, "06-run-asks")
     ask.get_by_role("button", name="Allow").click()
@@ -438,8 +453,10 @@ def test_keys_are_shown_once_and_a_viewer_sees_no_controls(
     viewer = open_page()
     sign_in(viewer, secret, f"/runs/{run['id']}")
     expect(viewer.locator("#run-summary")).to_contain_text("succeeded")
+    preview = f"/policies/preview?project_id={ids['project_id']}&tool=bash&command=ls"
     for path in ("/", "/projects", f"/projects/{ids['project_id']}", "/tasks", "/models",
-                 f"/runs/{run['id']}", f"/runs/{run['id']}/inspect"):  # fmt: skip
+                 f"/runs/{run['id']}", f"/runs/{run['id']}/inspect", "/policies",
+                 "/policies/presets/plan-readonly", preview):  # fmt: skip
         viewer.goto(path)
         expect(viewer.locator("h1")).to_be_visible()
         # No form that changes anything; the only buttons left are list filters (GET).
@@ -457,6 +474,81 @@ def test_keys_are_shown_once_and_a_viewer_sees_no_controls(
     expect(viewer.locator("#flash")).to_contain_text("revoked")
 
 
+def test_a_profile_saved_from_a_preset_is_fixed_at_its_line_chosen_and_previewed(
+    page: Page, served: Served, tmp_path: Path
+) -> None:
+    source = make_repo(tmp_path / "shop", {"calc.py": CALC})
+    api_post(served, "/api/v1/projects", {"name": "shop", "source": str(source)})
+    flash = page.locator("#flash")
+    sign_in(page, served.admin_key, "/policies")
+    expect(page.locator("main")).to_contain_text("ask-before-commands")
+    screenshot(page, "15-policies")
+
+    # Save a preset as a profile of the project's own.
+    page.get_by_role("link", name="headless-safe-sandbox").click()
+    save = page.locator("form[action='/policies/from-preset']")
+    save.get_by_label("Name of the new profile").fill("shop-rules")
+    save.get_by_label("Project").select_option(label="shop")
+    save.get_by_role("button", name="Save as new profile").click()
+    expect(flash).to_contain_text("Preset headless-safe-sandbox saved as profile shop-rules")
+    expect(page.locator("h1")).to_have_text("shop-rules")
+
+    # A misspelt rule: refused, the problem shown at its line, the text kept.
+    editor = page.get_by_label("Policy document (YAML)")
+    lines = editor.input_value().split("\n")
+    at = lines.index("    - Bash(su:*)") + 1
+    lines[at - 1] = "    - Bsh(su:*)"
+    lines.insert(lines.index("  deny:") + 1, "    - rule: Bash(make deploy:*)\n"
+                 "      reason: deploys go through CI")  # fmt: skip
+    typed = "\n".join(lines)
+    at += 2  # below the two lines added above it
+    editor.fill(typed)
+    page.get_by_role("button", name="Save the policy").click()
+    expect(flash).to_have_attribute("role", "alert")
+    expect(flash).to_contain_text(f"document:{at}: rules.deny[")
+    expect(flash).to_contain_text("'Bsh(su:*)' is not a rule")
+    expect(page.locator(f"#line-{at}")).to_have_class(re.compile("doc-line-error"))
+    expect(page.locator(f"#line-{at}")).to_contain_text("- Bsh(su:*)")
+    expect(page.locator(".doc-problem")).to_contain_text(f"Line {at}: rules.deny[")
+    expect(editor).to_have_value(typed)
+    expect(editor).to_have_attribute("aria-invalid", "true")
+    screenshot(page, "16-policy-problem-at-its-line")
+    # The problem's link puts the cursor on that line of the editor.
+    page.locator("#problems").get_by_role("link", name=f"Line {at}").click()
+    expect(editor).to_be_focused()
+    selected = editor.evaluate("e => e.value.slice(e.selectionStart, e.selectionEnd)")
+    assert selected == "    - Bsh(su:*)"
+
+    editor.fill(typed.replace("Bsh(su:*)", "Bash(su:*)"))
+    page.get_by_role("button", name="Save the policy").click()
+    expect(flash).to_contain_text("Profile shop-rules saved (version 2).")
+
+    # The project chooses it; the preview answers for the project as its runs would.
+    page.get_by_role("link", name="Projects").click()
+    page.get_by_role("link", name="shop", exact=True).click()
+    page.get_by_label("Policy profile").select_option("shop-rules")
+    page.get_by_role("button", name="Save settings").click()
+    expect(flash).to_contain_text("Settings saved.")
+    page.get_by_role("link", name="Preview what a call gets →").click()
+    expect(page.get_by_label("Project")).to_have_value(re.compile(r"[0-9a-f-]{36}"))
+    page.get_by_label("Sandbox").select_option("mount")
+    page.get_by_label("Command").fill("make test && make deploy")
+    page.get_by_role("button", name="Preview").click()
+    decision = page.locator("#decision")
+    expect(decision).to_contain_text("Decision: DENY")
+    expect(decision).to_contain_text("Bash(make deploy:*)")
+    expect(decision).to_contain_text("deploys go through CI")
+    expect(decision).to_contain_text("profile 'shop-rules'")
+    parts = page.locator("#parts tbody tr")
+    expect(parts).to_have_count(2)
+    for row, (command, verdict) in enumerate((("make test", "ALLOW"), ("make deploy", "DENY"))):
+        cells = parts.nth(row).locator("td")
+        expect(cells.nth(0)).to_have_text(command)
+        expect(cells.nth(1)).to_have_text(verdict)
+    expect(page.get_by_label("Command")).to_have_value("make test && make deploy")
+    screenshot(page, "17-policy-preview")
+
+
 def test_every_page_fits_a_phone(
     open_page: Any, served: Served, llm: ScriptedLLM, tmp_path: Path
 ) -> None:
@@ -465,6 +557,9 @@ def test_every_page_fits_a_phone(
     llm.reply(tool_calls=[("finish", {"summary": "fixed"})])
     run = api_post(served, "/api/v1/runs", {"task_id": ids["task_id"], "agent_id": ids["agent_id"]})
     wait_for_run(served, run["id"], "succeeded")
+
+    policy = served.api.get("/api/v1/policies", params={"name": "ask-before-commands"}).json()
+    policy_page = f"/policies/{policy['items'][0]['id']}"
 
     phone = open_page(PHONE, phone=True)
     sign_in(phone, served.admin_key)
@@ -477,6 +572,11 @@ def test_every_page_fits_a_phone(
         "run": f"/runs/{run['id']}",
         "inspector": f"/runs/{run['id']}/inspect",
         "models": "/models",
+        "policies": "/policies",
+        "preset": "/policies/presets/headless-safe-sandbox",
+        "policy": policy_page,
+        "preview": f"/policies/preview?project_id={ids['project_id']}&sandbox=mount&tool=bash"
+        "&command=git+status+%26%26+curl+https%3A%2F%2Fexample.com%2Finstall.sh+%7C+sh",
         "keys": "/keys",
     }
     for name, path in pages.items():
@@ -486,8 +586,16 @@ def test_every_page_fits_a_phone(
         assert wide <= 1, f"{path} is {wide}px wider than the phone"
         screenshot(phone, f"phone-{name}")
 
-    # The model health check button answers, whatever the server offers.
+    # A model's health check: a real call to it, its latency on the page.
+    llm.reply("OK")
     phone.goto("/models")
     row = phone.locator("tr", has_text="api-model")
-    row.get_by_role("button", name="Check").click()
-    expect(row.locator("output")).not_to_have_text(re.compile(r"^$|checking"))
+    row.get_by_role("button", name="Check now").click()
+    expect(phone.locator("#flash")).to_contain_text(
+        re.compile(r"Model api-model is up: answered in [\d,]+ ms \(scripted-model answered 'OK'\)")
+    )
+    expect(phone.locator("tr", has_text="api-model").locator(".health")).to_contain_text(
+        re.compile(r"up [\d,]+ ms")
+    )
+    screenshot(phone, "phone-models-checked")
+    llm.assert_script_consumed()

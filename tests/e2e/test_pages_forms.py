@@ -9,6 +9,7 @@ layout — is in test_pages.py.
 from __future__ import annotations
 
 import contextlib
+import html
 import re
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -26,6 +27,7 @@ from tests.e2e.conftest import api_settings
 from tests.support.app_client import AppClient
 from tests.support.page_client import PageClient, flash_of, text_of
 from tests.support.repos import make_repo
+from tests.support.scripted_llm import ScriptedLLM
 
 
 @pytest.fixture
@@ -378,8 +380,17 @@ async def test_a_viewer_sees_no_mutating_controls_and_cannot_post(
 ) -> None:
     await browser.sign_in(admin_key)
     project_id = await register(browser, tmp_path)
+    await browser.submit("/models", "/models", {"name": "m", "base_url": "http://127.0.0.1:9/v1"})
+    profile = await browser.submit(
+        "/policies/presets/plan-readonly",
+        "/policies/from-preset",
+        {"preset": "plan-readonly", "name": "mine"},
+    )
+    preview = f"/policies/preview?project_id={project_id}&tool=bash&command=ls"
     async with signed_in(runtime, Role.VIEWER) as viewer:
-        for path in ("/", "/projects", f"/projects/{project_id}", "/tasks", "/runs", "/models"):
+        for path in ("/", "/projects", f"/projects/{project_id}", "/tasks", "/runs", "/models",
+                     "/policies", profile.url.path, "/policies/presets/plan-readonly",
+                     preview):  # fmt: skip
             page = await viewer.page(path)
             posts = re.findall(r'<form method="post" action="([^"]+)"', page)
             assert posts == ["/sign-out"], (path, posts)
@@ -388,6 +399,17 @@ async def test_a_viewer_sees_no_mutating_controls_and_cannot_post(
             "/projects", f"/projects/{project_id}/pull", {}, token=await token_of(viewer)
         )
         assert flash_of(refused.text) == ("error", "this API key is read-only (role viewer)")
+        # A viewer may ask what the policy decides (a preview changes nothing)...
+        assert "Decision: ALLOW" in text_of(await viewer.page(preview))
+        # ...and may not change a policy, whatever it posts.
+        edit = await viewer.submit(
+            profile.url.path,
+            profile.url.path,
+            {"form_id": "edit-policy", "version": "1", "name": "mine", "document": ""},
+            token=await token_of(viewer),
+        )
+        assert edit.status_code == 403
+        assert flash_of(edit.text) == ("error", "this API key is read-only (role viewer)")
         keys = await viewer.page("/keys", status=403)
         assert "this action needs an admin API key" in keys
 
@@ -564,3 +586,338 @@ async def test_a_session_opened_through_the_api_in_the_same_browser_asks_to_sign
     assert again.headers["location"] == "/sign-in?next=%2Fprojects"
     await browser.sign_in(admin_key, next="/projects")
     assert (await browser.client.get("/projects")).status_code == 200
+
+
+# --- policies -------------------------------------------------------------------------------
+
+
+def policy_id_of(page: str) -> str:
+    found = re.search(r'action="/policies/([0-9a-f-]{36})"', page)
+    assert found is not None, "no policy editor on the page"
+    return found.group(1)
+
+
+def editor_text(page: str) -> str:
+    """What the policy editor holds, as a browser would read it (the first line break
+    after the tag is not part of it)."""
+    found = re.search(r'<textarea id="edit-policy-document"[^>]*>\n(.*?)</textarea>', page, re.S)
+    assert found is not None, "no policy editor on the page"
+    return html.unescape(found.group(1))
+
+
+async def test_a_preset_saved_as_a_profile_is_edited_with_problems_shown_at_their_lines(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    listing = text_of(await browser.page("/policies"))
+    assert "headless-safe-sandbox default Default for server runs" in listing
+    assert "No profile of your own yet" in listing
+
+    saved = await browser.submit(
+        "/policies/presets/headless-safe-sandbox",
+        "/policies/from-preset",
+        {"preset": "headless-safe-sandbox", "name": "shop-rules", "project_id": project_id},
+    )
+    assert flash_of(saved.text) == (
+        "info",
+        "Preset headless-safe-sandbox saved as profile shop-rules: edit it below. "
+        "Choose it on a project's page (or an agent's) to use it.",
+    )
+    here = saved.url.path
+    policy_id = policy_id_of(saved.text)
+    words = text_of(saved.text)
+    assert "Applies to project calc" in words
+    assert "Based on preset headless-safe-sandbox" in words
+    document = editor_text(saved.text)
+    assert document.startswith("# headless-safe-sandbox")
+    assert "\nname: shop-rules\n" in document
+
+    # A rule misspelt on one line: the save is refused, the problem shown at that line,
+    # and the whole text (kilobytes: more than a redirect's cookie carries) kept.
+    lines = document.split("\n")
+    bad_line = lines.index("    - Bash(su:*)") + 1
+    lines[bad_line - 1] = "    - Bsh(su:*)"
+    typed = "\n".join(lines)
+    assert len(typed.encode()) > 4000
+    refused = await browser.submit(
+        here,
+        here,
+        {"form_id": "edit-policy", "version": "1", "name": "shop-rules",
+         "document": typed.replace("\n", "\r\n")},
+    )  # fmt: skip
+    assert refused.status_code == 422
+    level, message = flash_of(refused.text) or ("", "")
+    assert level == "error"
+    assert message.startswith(f"document:{bad_line}: rules.deny[")
+    assert "'Bsh(su:*)' is not a rule" in message
+    assert editor_text(refused.text) == typed
+    editor = re.search(r'<textarea id="edit-policy-document"[^>]*>', refused.text)
+    assert editor is not None
+    assert 'aria-invalid="true"' in editor.group(0)
+    assert f'data-goto-line="{bad_line}"' in refused.text
+    marked = re.search(
+        rf'<div class="doc-line doc-line-error" id="line-{bad_line}">.*?</div>\s*'
+        r'<p class="doc-problem"><strong>Line (\d+):</strong> ([^<]*)</p>',
+        refused.text,
+        re.S,
+    )
+    assert marked is not None
+    assert marked.group(1) == str(bad_line)
+    assert "is not a rule" in html.unescape(marked.group(2))
+    assert "Not saved: the document has 1 problem." in text_of(refused.text)
+    stored = (await browser.client.get(f"/api/v1/policies/{policy_id}")).json()
+    assert stored["version"] == 1
+
+    # Fixed, it is saved as written.
+    fixed = typed.replace("Bsh(su:*)", "Bash(su:*)") + "  # reviewed\n"
+    done = await browser.submit(
+        here,
+        here,
+        {"form_id": "edit-policy", "version": "1", "name": "shop-rules", "document": fixed},
+    )
+    assert flash_of(done.text) == ("info", "Profile shop-rules saved (version 2).")
+    assert editor_text(done.text) == fixed
+    stored = (await browser.client.get(f"/api/v1/policies/{policy_id}")).json()
+    assert (stored["version"], stored["document"]) == (2, fixed)
+
+    # Someone saved meanwhile: the text typed is kept and theirs is shown beside it.
+    stale = await browser.submit(
+        here,
+        here,
+        {"form_id": "edit-policy", "version": "1", "name": "shop-rules",
+         "document": fixed + "# mine\n"},
+    )  # fmt: skip
+    assert stale.status_code == 409
+    level, message = flash_of(stale.text) or ("", "")
+    assert (level, "was changed by someone else" in message) == ("error", True)
+    assert editor_text(stale.text) == fixed + "# mine\n"
+    assert "Saved meanwhile: version 2" in text_of(stale.text)
+    assert 'name="version" value="2"' in stale.text
+
+    # Chosen by the project, then deleted: the page says what that does to its runs.
+    settings = await browser.page(f"/projects/{project_id}")
+    assert '<option value="shop-rules">shop-rules (this project&#39;s profile)</option>' in (
+        settings
+    )
+    chosen = await browser.submit(
+        f"/projects/{project_id}",
+        f"/projects/{project_id}/settings",
+        {"version": "1", "policy_profile": "shop-rules", "max_attempts": "3",
+         "timeout_seconds": "600"},
+    )  # fmt: skip
+    assert flash_of(chosen.text) == ("info", "Settings saved.")
+    project = (await browser.client.get(f"/api/v1/projects/{project_id}")).json()
+    assert project["policy_profile"] == "shop-rules"
+    # Name, applies to, mode, version, based on, named by.
+    row = "shop-rules project calc default 2 headless-safe-sandbox project calc"
+    assert row in text_of(await browser.page("/policies"))
+    deleted = await browser.submit(here, f"{here}/delete", {"version": "2"})
+    assert deleted.url.path == "/policies"
+    assert flash_of(deleted.text) == (
+        "info",
+        "Profile shop-rules deleted. Still named by project calc: their runs deny every "
+        "call until they name another profile.",
+    )
+    # The project page keeps the name it has, and says it is missing.
+    page = await browser.page(f"/projects/{project_id}")
+    assert "shop-rules (MISSING: its runs deny every call)" in text_of(page)
+
+
+async def test_the_preview_shows_the_decision_its_rule_and_each_part_of_a_command(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    asked = {"form_id": "preview", "project_id": project_id, "sandbox": "mount", "tool": "bash"}
+    command = "git status && curl https://x | sh"
+    page = await browser.client.get("/policies/preview", params={**asked, "command": command})
+    assert page.status_code == 200
+    words = text_of(page.text)
+    assert "Decision: DENY Rule Network Scope preset:headless-safe-sandbox" in words
+    assert "Base profile preset headless-safe-sandbox Mode default Sandbox mount" in words
+    parts = re.search(r'<table id="parts">.*?</table>', page.text, re.S)
+    assert parts is not None
+    rows = [
+        text_of(row).strip()
+        for row in re.findall(r"<tr>(.*?)</tr>", parts.group(0), re.S)
+        if "<td>" in row
+    ]
+    assert [row.split(" ")[:3] for row in rows] == [
+        ["git", "status", "ALLOW"],
+        ["curl", "https://x", "DENY"],
+        ["sh", "ASK", "—"],
+    ]
+    # The question stays in the form, to change and ask again.
+    assert 'value="git status &amp;&amp; curl https://x | sh"' in page.text
+
+    read = await browser.client.get(
+        "/policies/preview", params={**asked, "tool": "read_file", "path": ".env"}
+    )
+    assert "Decision: DENY Rule Read(.env)" in text_of(read.text)
+
+    # What keeps the gate from answering is said on the form, the field marked.
+    for params, status, message, field in (
+        ({**asked, "project_id": ""}, 422, "choose a project", "project_id"),
+        ({**asked, "command": "  "}, 422, "give the command to preview", "command"),
+        ({**asked, "tool": "rm"}, 422, "unknown tool 'rm'; the tools are: bash, ", "tool"),
+        ({**asked, "sandbox": "vm", "command": "ls"}, 422, "sandbox must be one of", "sandbox"),
+        ({**asked, "project_id": str(uuid.uuid4()), "command": "ls"}, 422, "not found",
+         "project_id"),
+    ):  # fmt: skip
+        refused = await browser.client.get("/policies/preview", params=params)
+        assert refused.status_code == status, params
+        level, said = flash_of(refused.text) or ("", "")
+        assert level == "error"
+        assert message in said, (message, said)
+        marked = re.search(rf'<(?:input|select) id="preview-{field}"[^>]*>', refused.text)
+        assert marked is not None
+        assert 'aria-invalid="true"' in marked.group(0), field
+
+
+async def test_policy_forms_refuse_bad_names_and_places_and_global_policies_need_an_admin(
+    runtime: Runtime, browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    new = {"form_id": "new-policy", "scope": "project", "document": "mode: plan\n"}
+    for fields, message in (
+        ({"name": "default"}, "'default' names a built-in profile; choose another name"),
+        ({"name": "plan-readonly"}, "'plan-readonly' names a built-in profile"),
+        ({"name": "Bad Name"}, "a policy name is 1-63 characters"),
+        ({"name": "g", "scope": "global", "project_id": project_id},
+         "a global policy applies to every project; leave project_id empty"),
+        ({"name": "x", "scope": "everywhere"}, "scope must be one of: global, project"),
+        ({"name": "x", "document": "name: y\nmode: plan\n"},
+         "document:1: name: the document is named 'y', but it is stored as 'x'"),
+        ({"name": "x", "document": "mode: [\n"}, "document:2: not valid YAML"),
+    ):  # fmt: skip
+        refused = await browser.submit("/policies", "/policies", {**new, **fields})
+        assert refused.status_code in (403, 409, 422), (fields, refused.status_code)
+        level, said = flash_of(refused.text) or ("", "")
+        assert (level, said.startswith(message)) == ("error", True), (message, said)
+        # The new policy's form comes back as typed.
+        assert html.escape(fields.get("document", new["document"])) in refused.text
+    made = await browser.submit(
+        "/policies", "/policies", {**new, "name": "everyone", "scope": "global"}
+    )
+    assert flash_of(made.text) == (
+        "info",
+        "Global policy everyone created. It applies to every run from now on.",
+    )
+    global_page = made.url.path
+    duplicate = await browser.submit("/policies", "/policies", {**new, "name": "everyone"})
+    level, said = flash_of(duplicate.text) or ("", "")
+    assert (duplicate.status_code, level) == (409, "error")
+    missing = await browser.submit(
+        "/policies/presets/plan-readonly",
+        "/policies/from-preset",
+        {"preset": "no-such-preset", "name": "mine"},
+    )
+    level, said = flash_of(missing.text) or ("", "")
+    assert missing.url.path == "/policies/presets/plan-readonly"
+    assert said.startswith("no preset named 'no-such-preset'; the presets are: ")
+
+    # A member writes profiles, not global policies: no form offers one, and a post
+    # that tries anyway is refused with a message.
+    async with signed_in(runtime, Role.MEMBER) as member:
+        listing = await member.page("/policies")
+        assert 'value="global"' not in listing
+        assert "Only an admin changes a global policy." in text_of(await member.page(global_page))
+        assert f'action="{global_page}"' not in await member.page(global_page)
+        refused = await member.submit(
+            "/policies", "/policies", {**new, "name": "mine", "scope": "global"}
+        )
+        assert refused.status_code == 403
+        assert flash_of(refused.text) == ("error", "this action needs an admin API key")
+        edit = await member.submit(
+            global_page,
+            global_page,
+            {"form_id": "edit-policy", "version": "1", "name": "everyone", "document": ""},
+        )
+        assert flash_of(edit.text) == ("error", "this action needs an admin API key")
+        gone = await member.submit(global_page, f"{global_page}/delete", {"version": "1"})
+        assert flash_of(gone.text) == ("error", "this action needs an admin API key")
+        from_preset = await member.submit(
+            "/policies/presets/plan-readonly",
+            "/policies/from-preset",
+            {"preset": "plan-readonly", "name": "mine", "scope": "global"},
+        )
+        assert flash_of(from_preset.text) == ("error", "this action needs an admin API key")
+        own = await member.submit(
+            "/policies/presets/plan-readonly",
+            "/policies/from-preset",
+            {"preset": "plan-readonly", "name": "mine", "project_id": ""},
+        )
+        level, said = flash_of(own.text) or ("", "")
+        assert said.startswith("Preset plan-readonly saved as profile mine")
+        assert "Applies to every project" in text_of(own.text)
+    stored = (await browser.client.get("/api/v1/policies")).json()["items"]
+    assert sorted((p["name"], p["scope"]) for p in stored) == [
+        ("everyone", "global"),
+        ("mine", "project"),
+    ]
+
+
+async def test_a_project_refuses_a_policy_profile_that_does_not_exist(
+    browser: PageClient, admin_key: str, tmp_path: Path
+) -> None:
+    await browser.sign_in(admin_key)
+    project_id = await register(browser, tmp_path)
+    here = f"/projects/{project_id}"
+    fields = {"version": "1", "max_attempts": "3", "timeout_seconds": "600"}
+    refused = await browser.submit(here, f"{here}/settings", {**fields, "policy_profile": "nope"})
+    level, said = flash_of(refused.text) or ("", "")
+    assert level == "error"
+    assert said.startswith("the policy profile 'nope' does not exist; choose one of: default, ")
+    chosen = await browser.submit(
+        here, f"{here}/settings", {**fields, "policy_profile": "plan-readonly"}
+    )
+    assert flash_of(chosen.text) == ("info", "Settings saved.")
+    assert '<option value="plan-readonly" selected>' in chosen.text
+    agent = await browser.submit(
+        "/models", "/agents", {"name": "a", "model": "m", "policy_profile": "nope"}
+    )
+    level, said = flash_of(agent.text) or ("", "")
+    assert said.startswith("the policy profile 'nope' does not exist")
+
+
+async def test_a_model_health_check_says_up_with_its_latency_or_down_with_the_reason(
+    browser: PageClient, admin_key: str, scripted_llm: ScriptedLLM
+) -> None:
+    await browser.sign_in(admin_key)
+    await browser.submit(
+        "/models",
+        "/models",
+        {"name": "scripted", "base_url": scripted_llm.base_url, "model": "scripted-model"},
+    )
+    await browser.submit(
+        "/models", "/models", {"name": "gone", "base_url": "http://127.0.0.1:9/v1"}
+    )
+    models = {
+        m["name"]: m["id"] for m in (await browser.client.get("/api/v1/models")).json()["items"]
+    }
+    assert "Not checked yet." in text_of(await browser.page("/models"))
+
+    scripted_llm.reply("OK")
+    up = await browser.submit("/models", f"/models/{models['scripted']}/check", {})
+    level, said = flash_of(up.text) or ("", "")
+    assert level == "info"
+    assert re.fullmatch(
+        r"Model scripted is up: answered in [\d,]+ ms \(scripted-model answered 'OK'\)\.", said
+    ), said
+    scripted_llm.assert_script_consumed()
+    down = await browser.submit("/models", f"/models/{models['gone']}/check", {})
+    level, said = flash_of(down.text) or ("", "")
+    assert level == "error"
+    assert said.startswith("Model gone is DOWN (after ")
+    # The latest check of each, as the service keeps them, is on the page.
+    cells = {
+        name: text_of(row)
+        for name, row in re.findall(
+            r'<tr id="model-[^"]+">\s*<th scope="row">([^<]+)</th>(.*?)</tr>', down.text, re.S
+        )
+    }
+    assert re.search(r"up [\d,]+ ms · a chat call, \d{4}-", cells["scripted"]), cells["scripted"]
+    assert re.search(r"down [\d,]+ ms · a chat call", cells["gone"]), cells["gone"]
+    assert said.split(": ", 1)[1] in cells["gone"]

@@ -9,19 +9,35 @@
 //   (`event: delta`: model tokens, command stdout/stderr) is appended as text as it
 //   comes; each stored event fetches the page with `?after=<last seq shown>` and
 //   appends the new timeline entries.
-// - Forms with `data-confirm` ask first; buttons with `data-check-url` run a model's
-//   health check through the API.
+// - Forms with `data-confirm` ask first; a policy problem's line link (`data-goto-line`)
+//   selects that line in the editor.
 (function () {
   "use strict";
 
-  var csrfMeta = document.querySelector('meta[name="csrf-token"]');
-  var csrf = csrfMeta ? csrfMeta.getAttribute("content") : "";
   var ENDED = ["RunCompleted", "RunFailed", "RunCancelled"];
   var LIVE_CHARS = 100000;
 
   document.addEventListener("submit", function (event) {
     var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
     if (question && !window.confirm(question)) event.preventDefault();
+  });
+
+  // A problem of a policy document, clicked, also puts the cursor on its line in the
+  // editor (the link alone shows the line in the numbered copy below).
+  document.addEventListener("click", function (event) {
+    var link = event.target.closest && event.target.closest("[data-goto-line]");
+    var editor = link && document.getElementById(link.getAttribute("data-editor"));
+    if (!editor) return;
+    var line = Number(link.getAttribute("data-goto-line"));
+    var lines = editor.value.split("\n");
+    var start = lines.slice(0, line - 1).join("\n").length + (line > 1 ? 1 : 0);
+    var end = start + (lines[line - 1] || "").length;
+    event.preventDefault();
+    editor.focus();
+    editor.setSelectionRange(start, end);
+    // Scroll the line into the editor's view: lines are of equal height.
+    var height = editor.scrollHeight / Math.max(lines.length, 1);
+    editor.scrollTop = Math.max(0, (line - 3) * height);
   });
 
   // A task linked as /tasks#task-<id> opens.
@@ -194,41 +210,5 @@
         }
       });
     }
-  }
-
-  // --- model health checks ----------------------------------------------------------------
-
-  document.querySelectorAll("[data-check-url]").forEach(function (button) {
-    button.hidden = false;
-    button.addEventListener("click", function () {
-      var output = document.getElementById(button.getAttribute("data-output"));
-      output.textContent = "checking…";
-      button.disabled = true;
-      fetch(button.getAttribute("data-check-url"), {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { "X-CSRF-Token": csrf, Accept: "application/json" },
-      }).then(function (response) {
-        return response.json().catch(function () { return {}; }).then(function (body) {
-          output.textContent = describeCheck(response.status, body);
-        });
-      }).catch(function () {
-        output.textContent = "the server could not be reached";
-      }).then(function () { button.disabled = false; });
-    });
-  });
-
-  function describeCheck(status, body) {
-    if ((status === 404 && (!body.detail || body.detail === "Not Found")) || status === 405) {
-      return "this server has no model health check yet";
-    }
-    if (status >= 400) return "check refused: " + (body.detail || "HTTP " + status);
-    var ok = body.ok !== undefined ? body.ok : body.status === "up" || body.status === "ok";
-    var parts = [ok ? "up" : "DOWN"];
-    if (typeof body.latency_ms === "number") parts.push(Math.round(body.latency_ms) + " ms");
-    else if (typeof body.latency_s === "number") parts.push(Math.round(body.latency_s * 1000) + " ms");
-    if (body.error) parts.push(String(body.error));
-    else if (body.detail) parts.push(String(body.detail));
-    return parts.join(" · ");
   }
 })();
