@@ -1,8 +1,10 @@
 """Asks: a run waits for an approver, who answers through the API (or a timeout does).
 
-The gate here asks before every shell command — a policy a user could write; the
-policy layer's own presets are tested with it. Everything else is the real runtime:
-the worker, the loop, the control subject, the scripted model.
+The policy is configuration a user could write: a presets folder of its own whose
+`ask-before-commands` preset is the default profile (edits allowed, every program
+asked; shell builtins like `echo` need no approval under any profile, so the commands
+here run programs). Everything is the real runtime: the policy engine, the worker, the
+loop, the control subject, the scripted model.
 """
 
 from __future__ import annotations
@@ -18,29 +20,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dependency_injector import providers
 
 from codeforge.container import Container
 from codeforge.domain.keys import Role
 from codeforge.http.app import create_app
-from codeforge.ports.policy import Decision, PolicyDecision, ToolRequest
 from codeforge.runtime import Runtime
-from codeforge.settings import AgentSettings, ApprovalSettings, SandboxSettings
+from codeforge.settings import AgentSettings, ApprovalSettings, PolicySettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings
 from tests.e2e.test_agent_runs import events_of, post, setup, wait_for_end
 from tests.support.app_client import AppClient
 from tests.support.scripted_llm import ScriptedLLM
 
-
-class AskBeforeCommands:
-    """A policy: shell commands need an approver; everything else is allowed."""
-
-    async def decide(self, request: ToolRequest) -> PolicyDecision:
-        if request.category == "bash":
-            return PolicyDecision(
-                decision=Decision.ASK, rule="Bash", scope="project", reason="commands need a yes"
-            )
-        return PolicyDecision(decision=Decision.ALLOW, rule="*", scope="default")
+ASK_BEFORE_COMMANDS = """\
+name: ask-before-commands
+description: Edits allowed; every command needs an approver.
+mode: acceptEdits
+defaults:
+  bash: ask
+"""
+ASKED = "defaults.bash: ask"
 
 
 @pytest.fixture
@@ -67,16 +65,18 @@ def webhook() -> Iterator[tuple[str, list[tuple[dict[str, Any], str]]]]:
 def runtime_with(
     make_database: Callable[[], str], tmp_path: Path, webhook_url: str, **approvals: Any
 ) -> Runtime:
+    presets = tmp_path / "presets"
+    presets.mkdir(exist_ok=True)
+    (presets / "ask-before-commands.yaml").write_text(ASK_BEFORE_COMMANDS)
     settings = api_settings(
         make_database(),
         tmp_path / "data",
         sandbox=SandboxSettings(kind="mount"),
         agent=AgentSettings(stall_window=5),
         approvals=ApprovalSettings(webhook_url=webhook_url, webhook_secret="HOOK_KEY", **approvals),
+        policy=PolicySettings(presets_dir=str(presets), default_profile="ask-before-commands"),
     )
-    container = Container(settings=settings)
-    container.policy_gate.override(providers.Object(AskBeforeCommands()))
-    return Runtime(container)
+    return Runtime(Container(settings=settings))
 
 
 @pytest.fixture
@@ -125,13 +125,13 @@ async def test_a_run_waits_for_an_approver_and_an_approval_for_the_run_covers_th
 ) -> None:
     ids = await setup(client, admin, tmp_path, scripted_llm)
     ids.pop("source")
-    scripted_llm.reply(tool_calls=[("bash", {"command": "echo first > first.txt"})])
-    scripted_llm.reply(tool_calls=[("bash", {"command": "echo second > second.txt"})])
+    scripted_llm.reply(tool_calls=[("bash", {"command": "touch first.txt"})])
+    scripted_llm.reply(tool_calls=[("bash", {"command": "touch second.txt"})])
     scripted_llm.reply(tool_calls=[("finish", {"summary": "both ran"})])
     run = await post(client, admin, "/api/v1/runs", ids)
 
     ask = await pending(client, admin, run["id"])
-    assert (ask["tool"], ask["command"], ask["rule"]) == ("bash", "echo first > first.txt", "Bash")
+    assert (ask["tool"], ask["command"], ask["rule"]) == ("bash", "touch first.txt", ASKED)
     waiting = (await client.get(f"/api/v1/runs/{run['id']}", headers=admin)).json()
     assert waiting["status"] == "awaiting_approval"
     # The approver was told, with a signed notice that says where to answer.
@@ -224,7 +224,7 @@ async def test_an_unanswered_ask_times_out_to_a_denial(
             admin = {"Authorization": f"Bearer {runtime.admin_key_file.read_text().strip()}"}
             ids = await setup(client, admin, tmp_path, scripted_llm)
             ids.pop("source")
-            scripted_llm.reply(tool_calls=[("bash", {"command": "echo hi"})])
+            scripted_llm.reply(tool_calls=[("bash", {"command": "date"})])
             scripted_llm.reply(tool_calls=[("finish", {"summary": "gave up"})])
             run = await post(client, admin, "/api/v1/runs", ids)
             done = await wait_for_end(client, admin, run["id"])
@@ -245,7 +245,7 @@ async def test_a_headless_run_decides_asks_by_the_auto_approval_rules(
 ) -> None:
     ids = await setup(client, admin, tmp_path, scripted_llm)
     ids.pop("source")
-    scripted_llm.reply(tool_calls=[("bash", {"command": "echo hi"})])
+    scripted_llm.reply(tool_calls=[("bash", {"command": "date"})])
     scripted_llm.reply(tool_calls=[("finish", {"summary": "done"})])
     run = await post(client, admin, "/api/v1/runs", {**ids, "policy_overrides": {"headless": True}})
     done = await wait_for_end(client, admin, run["id"])
@@ -267,7 +267,7 @@ async def test_the_audit_trail_says_who_requested_decided_and_delivered(
 ) -> None:
     ids = await setup(client, admin, tmp_path, scripted_llm)
     ids.pop("source")
-    scripted_llm.reply(tool_calls=[("bash", {"command": "echo x > x.txt"})])
+    scripted_llm.reply(tool_calls=[("bash", {"command": "touch x.txt"})])
     scripted_llm.reply(tool_calls=[("finish", {"summary": "wrote x"})])
     run = await post(client, admin, "/api/v1/runs", ids)
     ask = await pending(client, admin, run["id"])
