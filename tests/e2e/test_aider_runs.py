@@ -27,10 +27,9 @@ from codeforge.agent.backends.aider_install import AiderEnv
 from codeforge.container import Container
 from codeforge.domain.runs import SandboxMode
 from codeforge.http.app import create_app
-from codeforge.ports.policy import Decision, PolicyDecision, ToolRequest
 from codeforge.ports.sandbox import SandboxUnavailable
 from codeforge.runtime import Runtime
-from codeforge.settings import AgentSettings, AiderSettings, SandboxSettings
+from codeforge.settings import AgentSettings, AiderSettings, PolicySettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings, serving
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, events_of, post, wait_for_end
 from tests.support.app_client import AppClient
@@ -49,29 +48,17 @@ def block(path: str, search: str, replace: str) -> str:
 FIX = block("calc.py", "    return a - b\n", "    return a + b\n")
 
 
-class DenySecrets:
-    """A policy gate with one path rule: no edits or writes under secret/."""
-
-    def __init__(self) -> None:
-        self.requests: list[ToolRequest] = []
-
-    async def decide(self, request: ToolRequest) -> PolicyDecision:
-        self.requests.append(request)
-        if request.category in ("edit", "write") and any(
-            p == "secret" or p.startswith("secret/") for p in request.paths
-        ):
-            return PolicyDecision(
-                decision=Decision.DENY,
-                rule="Edit(secret/**)",
-                scope="project",
-                reason="secrets are not to be edited",
-            )
-        return PolicyDecision(decision=Decision.ALLOW, rule="*", scope="default")
-
-
-@pytest.fixture
-def gate() -> DenySecrets:
-    return DenySecrets()
+# The policy is configuration a user could write: a presets folder whose one preset,
+# the default profile, allows edits but none under secret/.
+DENY_SECRETS = """\
+name: deny-secrets
+description: Edits allowed, except under secret/.
+mode: acceptEdits
+rules:
+  deny:
+    - rule: Edit(secret/**)
+      reason: secrets are not to be edited
+"""
 
 
 @pytest.fixture
@@ -80,17 +67,19 @@ async def runtime(
     make_database: Any,
     tmp_path: Path,
     aider_env: AiderEnv,
-    gate: DenySecrets,
 ) -> Any:
+    presets = tmp_path / "presets"
+    presets.mkdir(exist_ok=True)
+    (presets / "deny-secrets.yaml").write_text(DENY_SECRETS)
     settings = api_settings(
         make_database(),
         tmp_path / "data",
         sandbox=SandboxSettings(kind="mount"),
         agent=AgentSettings(default_wall_seconds=120),
         aider=AiderSettings(venv=aider_env.venv),
+        policy=PolicySettings(presets_dir=str(presets), default_profile="deny-secrets"),
     )
     container = Container(settings=settings)
-    container.policy_gate.override(providers.Object(gate))
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and callspec.params.get("mode") == "docker":
         # The test engine and image (the host's /usr bound read-only), docker runs only.
@@ -169,7 +158,6 @@ async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_p
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
-    gate: DenySecrets,
 ) -> None:
     ids = await setup(client, admin, tmp_path, scripted_llm)
     source: Path = ids.pop("source")
@@ -205,9 +193,7 @@ async def test_aider_edits_the_file_through_the_proxy_and_the_run_delivers_the_p
     assert requested[1]["arguments"] == {"path": "calc.py", "by": "aider", "deleted": False}
     [decided] = of(events, "PolicyDecided")
     assert (decided["decision"], decided["tool"]) == ("allow", "edit")
-    assert [(r.tool, r.category, r.paths) for r in gate.requests] == [
-        ("edit", "edit", ("calc.py",))
-    ]
+    assert decided["scope"] == "preset:deny-secrets"
     completed = of(events, "ToolCallCompleted")
     edit = next(c for c in completed if c["tool"] == "edit")
     assert "+    return a + b" in edit["diff"]
@@ -262,7 +248,6 @@ async def test_a_path_the_policy_denies_is_reverted_and_fails_the_run(
     admin: Headers,
     tmp_path: Path,
     scripted_llm: ScriptedLLM,
-    gate: DenySecrets,
 ) -> None:
     """bwrap and docker: aider sees only the system, the workspace and its venv (read-only),
     and can reach only the proxy (hybrid: the same, writing into a layer merged when it
