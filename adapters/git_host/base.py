@@ -6,6 +6,7 @@ paths and parameters, how it marks a draft, and how to read a pull request back.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -21,7 +22,7 @@ MAX_PAGES = 100
 """Pages of open pull requests read when looking for one (100 per page: 10,000)."""
 
 
-class RestGitHost:
+class RestGitHost(abc.ABC):
     kind: str
     push_username: str
     host: str
@@ -93,23 +94,28 @@ class RestGitHost:
 
     # -- what a host spells its own way ------------------------------------------------------
 
+    @abc.abstractmethod
     def headers(self, target: HostTarget) -> dict[str, str]:
-        raise NotImplementedError
+        """The authentication headers the host takes for `target`'s token."""
 
+    @abc.abstractmethod
     def list_path(self, target: HostTarget) -> str:
-        raise NotImplementedError
+        """The API path that lists the repository's pull requests."""
 
+    @abc.abstractmethod
     def list_params(self, base: str) -> dict[str, str | int]:
-        raise NotImplementedError
+        """Query parameters selecting open pull requests into `base`."""
 
     def page_params(self, page: int) -> dict[str, str | int]:
         return {"per_page": self.page_size, "page": page}
 
+    @abc.abstractmethod
     def create_path(self, target: HostTarget) -> str:
-        raise NotImplementedError
+        """The API path a pull request is opened at."""
 
+    @abc.abstractmethod
     def create_body(self, spec: PullRequestSpec, title: str) -> dict[str, Any]:
-        raise NotImplementedError
+        """The JSON body that opens `spec` under `title`."""
 
     def base_of(self, item: Mapping[str, Any]) -> str | None:
         base = item.get("base")
@@ -124,8 +130,9 @@ class RestGitHost:
             self.title_prefix.strip().lower()
         )
 
+    @abc.abstractmethod
     def read(self, target: HostTarget, item: Mapping[str, Any]) -> PullRequest:
-        raise NotImplementedError
+        """The port's `PullRequest` from one item of the host's reply."""
 
     # -- helpers -------------------------------------------------------------------------------
 
