@@ -507,7 +507,7 @@ class Container(containers.DeclarativeContainer):
         artifact_store,
         secrets=secrets,
         hosts=git_hosts,
-        public_url=settings.provided.delivery.public_url,
+        public_url=settings.provided.http.public_url,
     )
     agent_stores = providers.Singleton(
         AgentStores, task_store, agent_store, project_store, tenant_store, model_store, event_store

@@ -27,7 +27,8 @@ class Section(Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
 class HttpSettings(Section, frozen=True):
     host: str = "127.0.0.1"
     port: Port = 8080
-    # How people and webhooks reach this server (links in notices); empty: not known.
+    # The address people reach this server at (https://codeforge.example.com), for links
+    # in approval notices and pull requests; empty: not known (runs named, not linked).
     public_url: str = ""
     # Bodies larger than this are refused with 413 before they are read whole.
     max_body_bytes: PositiveInt = 10 * 1024 * 1024
@@ -278,9 +279,6 @@ class ApprovalSettings(Section, frozen=True):
 class DeliverySettings(Section, frozen=True):
     """Delivering runs to git hosts (deliver: branch, pr)."""
 
-    # The address users reach CodeForge at (https://codeforge.example.com), for the link
-    # back to the run in pull requests; empty: the run is named, not linked.
-    public_url: str = ""
     # Seconds one git host API request may take, and retries of 5xx, lost connections
     # and short rate-limit waits.
     host_timeout: Seconds = 30.0
@@ -370,11 +368,9 @@ class Settings(Section, frozen=True):
             )
         if not self.queue.url.startswith(("nats://", "tls://")) and self.queue.kind == "nats":
             found.append(("queue.url", "a NATS URL such as nats://127.0.0.1:4222"))
-        public = self.delivery.public_url
+        public = self.http.public_url
         if public and (
             not public.startswith(("http://", "https://")) or any(c.isspace() for c in public)
         ):
-            found.append(
-                ("delivery.public_url", "an http(s) URL such as https://codeforge.example")
-            )
+            found.append(("http.public_url", "an http(s) URL such as https://codeforge.example"))
         return found

@@ -16,7 +16,7 @@ succeeded is then delivered as asked:
 - `pr`: pushed as for branch, then a pull request from the run's branch into the
   project's default branch is opened on the project's git host (`PullRequestOpened`):
   the task's title, the run's summary and the task in the body, a link back to the run
-  (`delivery.public_url`), a draft unless the project's `git_host.draft` is false. Every
+  (`http.public_url`), a draft unless the project's `git_host.draft` is false. Every
   body carries a marker naming the task; when an open pull request into the default
   branch already has it, no second one is opened (the run's branch is still pushed, and
   the run reports the existing pull request).
@@ -314,9 +314,7 @@ class Delivery:
         self, run: Run, task: Task, workspace: RunWorkspace, summary: str, marker: str
     ) -> str:
         link = (
-            f"[{run.id}]({self._public_url}/api/v1/runs/{run.id})"
-            if self._public_url
-            else f"`{run.id}`"
+            f"[{run.id}]({self._public_url}/runs/{run.id})" if self._public_url else f"`{run.id}`"
         )
         parts = [
             _clip(_inert(summary.strip()) or "(the run left no summary)", SUMMARY_LIMIT),

@@ -20,7 +20,7 @@ import pytest
 from codeforge.container import Container
 from codeforge.http.app import create_app
 from codeforge.runtime import Runtime
-from codeforge.settings import AgentSettings, DeliverySettings, SandboxSettings
+from codeforge.settings import AgentSettings, DeliverySettings, HttpSettings, SandboxSettings
 from tests.e2e.conftest import Headers, api_settings
 from tests.e2e.test_agent_runs import CALC, PRICES, TEST, events_of, fix_script, post, wait_for_end
 from tests.support.app_client import AppClient
@@ -42,7 +42,8 @@ async def working(
         tmp_path / "data",
         sandbox=SandboxSettings(kind="mount"),
         agent=AgentSettings(stall_window=2, default_wall_seconds=60),
-        delivery=DeliverySettings(public_url=PUBLIC_URL + "/", host_max_retries=1),
+        delivery=DeliverySettings(host_max_retries=1),
+        http=HttpSettings(public_url=PUBLIC_URL + "/"),
     )
     runtime = Runtime(Container(settings=settings))
     await runtime.start()
@@ -219,7 +220,7 @@ async def test_a_pr_run_opens_one_pull_request_and_a_second_run_of_the_task_open
     assert "**Fix add**" in pull.body
     assert "> add() subtracts; make it add." in pull.body
     assert "- [ ] python3 -m unittest passes" in pull.body
-    assert f"[{first['id']}]({PUBLIC_URL}/api/v1/runs/{first['id']})" in pull.body
+    assert f"[{first['id']}]({PUBLIC_URL}/runs/{first['id']})" in pull.body
     assert f"<!-- codeforge:task={ids['task_id']} -->" in pull.body
     assert (
         "return a + b"

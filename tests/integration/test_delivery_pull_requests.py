@@ -176,7 +176,7 @@ async def test_a_retried_delivery_finds_its_own_pull_request_and_reports_it_as_i
     again = await service.deliver(run, task, workspace, outcome, journal, project=project)
 
     assert len(host.opened) == 1
-    assert f"[{run_id}](https://cf.example/api/v1/runs/{run_id})" in host.opened[0].body
+    assert f"[{run_id}](https://cf.example/runs/{run_id})" in host.opened[0].body
     assert first.artifact["pull_request"]["existing"] is False
     assert again.artifact["pull_request"]["existing"] is False
     assert again.summary == "fixed"
