@@ -96,7 +96,16 @@ def validation_error(
 
 
 def http_error(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
-    return problem(request, exc.status_code, exc.detail, headers=exc.headers)
+    detail = exc.detail
+    if exc.status_code == 404 and detail == TITLES[404]:
+        # The router's bare "Not Found": no route matched. Most often an id
+        # that is not a UUID (`/runs/{run_id:uuid}` does not match `/runs/42`).
+        detail = (
+            f"No endpoint matches {request.method} {request.url.path}: check the path "
+            "(ids are UUIDs such as 3f2b8c1e-5d4a-4e6b-9c7d-2a1b0c9d8e7f); "
+            "GET /schema/openapi.json lists every endpoint."
+        )
+    return problem(request, exc.status_code, detail, headers=exc.headers)
 
 
 def dependency_unavailable(

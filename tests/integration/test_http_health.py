@@ -85,6 +85,15 @@ async def test_errors_are_problem_json_carrying_the_request_id(client: AppClient
     body = response.json()
     assert body["status"] == 404
     assert body["request_id"] == "req-404"
+    assert "GET /no/such/route" in body["detail"]
+
+
+async def test_an_id_that_is_not_a_uuid_is_named_in_the_404(client: AppClient) -> None:
+    response = await client.get("/api/v1/runs/not-a-uuid")
+    assert response.status_code == 404
+    detail = response.json()["detail"]
+    assert "/api/v1/runs/not-a-uuid" in detail
+    assert "UUID" in detail
 
 
 async def test_concurrent_requests_keep_their_own_request_ids(client: AppClient) -> None:
