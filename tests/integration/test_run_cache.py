@@ -98,6 +98,7 @@ async def test_another_pools_append_is_read_within_milliseconds(
         await asyncio.sleep(0.001)
 
     assert (current, waited < 1.0) == (2, True)
+    assert await seq(here, run) == 2
     assert here.cache.hits >= 2  # served from memory again once current
 
 
