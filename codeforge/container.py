@@ -101,6 +101,7 @@ from codeforge.services.policy_presets import PolicyPresets
 from codeforge.services.projects import Projects
 from codeforge.services.queue_health import QueueProbe
 from codeforge.services.readiness import Readiness
+from codeforge.services.run_cache import CachingEventStore, RunCache, watched_cache
 from codeforge.services.run_control import RunControl
 from codeforge.services.run_history import RunHistory
 from codeforge.services.run_worker import RunWorker
@@ -291,7 +292,7 @@ class Container(containers.DeclarativeContainer):
     key_store = providers.Singleton(PostgresApiKeyStore, db_pool)
     session_store = providers.Singleton(PostgresSessionStore, db_pool)
     idempotency_store = providers.Singleton(PostgresIdempotencyStore, db_pool)
-    event_store = providers.Singleton(PostgresEventStore, db_pool)
+    stored_events = providers.Singleton(PostgresEventStore, db_pool)
     outbox = providers.Singleton(PostgresOutbox, db_pool)
     dead_letter_store = providers.Singleton(PostgresDeadLetterStore, db_pool)
     event_feed = providers.Selector(
@@ -299,6 +300,19 @@ class Container(containers.DeclarativeContainer):
         postgres=providers.Resource(running_feed, db_pool),
         nats=providers.Resource(running_nats_feed, settings.provided.queue.url),
     )
+    # Every part of the process reads and writes runs through this one instance, so
+    # its cache sees each write of the process (read-your-writes); the feed tells it
+    # of other processes' writes.
+    run_cache = providers.Singleton(
+        watched_cache,
+        providers.Singleton(
+            RunCache,
+            max_entries=settings.provided.api.run_cache_size,
+            max_age=settings.provided.api.run_cache_max_age,
+        ),
+        event_feed,
+    )
+    event_store = providers.Singleton(CachingEventStore, stored_events, run_cache)
     # The PostgreSQL store announces its writes itself (NOTIFY in the transaction).
     announcing_feed = providers.Selector(
         settings.provided.feed.kind, postgres=providers.Object(None), nats=event_feed

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Final, TextIO
 
 import msgspec
@@ -42,6 +43,7 @@ __all__ = [
     "FORMATS",
     "LEVELS",
     "REDACTED",
+    "LineLogger",
     "LogStats",
     "LogWriter",
     "bind_context",
@@ -151,9 +153,12 @@ class LogWriter:
         *,
         queue_size: int,
         sample_keep_every: int,
+        json_shaper: _Shaper | None = None,
     ) -> None:
         self._stream = stream
         self._formatter = formatter
+        # Set when lines are JSON: `LineLogger` then renders them itself.
+        self.json_shaper = json_shaper
         self._capacity = queue_size
         self._keep_every = sample_keep_every
         self._report_interval = DROP_REPORT_INTERVAL_S
@@ -232,7 +237,19 @@ class LogWriter:
                 return
         # Formatting is the expensive part, so it happens outside the lock and only for
         # records that passed admission.
-        line = self._formatter.format(record)
+        self._enqueue(self._formatter.format(record))
+
+    def submit_line(self, levelno: int, line: str) -> None:
+        """`submit` for a line rendered by the caller (`LineLogger`): the same policy."""
+        if levelno >= logging.ERROR:
+            self._write_sync(line)
+            return
+        with self._cv:
+            if not self._closing and not self._admit(levelno):
+                return
+        self._enqueue(line)
+
+    def _enqueue(self, line: str) -> None:
         with self._cv:
             closing = self._closing
             if not closing:
@@ -395,6 +412,7 @@ def configure_logging(
             _build_formatter(service=service, console=console, colors=console and _isatty(out)),
             queue_size=queue_size,
             sample_keep_every=sample_keep_every,
+            json_shaper=None if console else _Shaper(service, keep_null_request_id=True),
         )
         root = logging.getLogger()
         for handler in list(root.handlers):
@@ -431,6 +449,51 @@ def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
     if name is None:
         name = sys._getframe(1).f_globals.get("__name__", "codeforge")
     return structlog.stdlib.get_logger(name)
+
+
+class LineLogger:
+    """A logger for one frequent line (the HTTP access line) that skips the long way.
+
+    `log(level, msg, **fields)` writes exactly the line `get_logger(name).<level>(msg,
+    **fields)` would — same keys in the same order, bound context, redaction, level
+    filtering and queue policy — but, when the output is JSON, renders it directly:
+    no stdlib `LogRecord`, no structlog processor chain (a tenth of a millisecond per
+    request). Console output, ERROR and above, and values that need more than JSON
+    encoding (`exc_info`, `stack_info`, positional arguments) take the usual way.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._stdlib = logging.getLogger(name)
+        self._structured = structlog.stdlib.get_logger(name)
+
+    def log(self, level: str, msg: str, **fields: object) -> None:
+        levelno = LEVELS[level]
+        if not self._stdlib.isEnabledFor(levelno):
+            return
+        writer = _active_writer
+        shaper = writer.json_shaper if writer is not None else None
+        if (
+            writer is None
+            or shaper is None
+            or levelno >= logging.ERROR
+            or "exc_info" in fields
+            or "stack_info" in fields
+        ):
+            self._structured.log(levelno, msg, **fields)
+            return
+        # The event dict as structlog builds it: the call's keys, then bound context.
+        event: dict[str, Any] = dict(fields)
+        event["event"] = msg
+        for key, value in structlog.contextvars.get_contextvars().items():
+            event.setdefault(key, value)
+        event["level"] = level
+        event["time"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        shaped = shaper(None, level, _redact_event(None, level, event))
+        line = _json_line(shaped)
+        secrets = _secrets
+        if secrets:
+            line = _redact_str(line, secrets)
+        writer.submit_line(levelno, line)
 
 
 def bind_context(**values: str) -> None:

@@ -55,6 +55,13 @@ class ApiSettings(Section, frozen=True):
     # Seconds an authenticated API key is remembered by a process (0: look it up on
     # every request). A key revoked in another process stops working within this time.
     key_cache_ttl: Annotated[float, Meta(ge=0)] = 5.0
+    # Runs a process keeps in memory to answer reads of one run, least recently read
+    # dropped first (0: read the database every time). The event feed keeps them
+    # current: the writing process at once, others within milliseconds.
+    run_cache_size: Annotated[int, Meta(ge=0)] = 10_000
+    # Seconds a kept run is trusted at most: a backstop for changes made around the
+    # event store (an UPDATE in psql).
+    run_cache_max_age: Seconds = 10.0
 
 
 class LogSettings(Section, frozen=True):

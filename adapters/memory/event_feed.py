@@ -25,6 +25,10 @@ How a subscriber that falls behind is treated (the "lagging" design):
   `MAX_JOINED_DELTA_CHARS`, past which the oldest text is cut with a marker), so
   text is never reordered within its stream and a slow reader costs bounded memory.
 
+Watchers (`FeedWatcher`, e.g. the run cache) are told of every notice before any
+subscriber, synchronously and without a queue, and of the feed in front losing and
+regaining its connection (`lost`, `restored`).
+
 Publishing never blocks and never fails because of a subscriber.
 """
 
@@ -36,7 +40,7 @@ from collections.abc import Hashable
 
 import msgspec
 
-from codeforge.ports.events import FeedNotice
+from codeforge.ports.events import FeedNotice, FeedWatcher
 
 DEFAULT_MAX_PENDING = 1000
 
@@ -155,14 +159,45 @@ class Subscription:
 
 
 class FanOut:
-    """Subscribers by tenant; delivery is synchronous and never waits for a reader."""
+    """Subscribers by tenant and watchers; delivery is synchronous and never waits.
 
-    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+    `receiving` says whether the feed in front of it hears every notice now (a
+    feed with a connection starts without one: it calls `restored` once it has).
+    """
+
+    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING, *, receiving: bool = True) -> None:
         if max_pending < 1:
             raise ValueError("max_pending must be at least 1")
         self._max_pending = max_pending
         self._by_tenant: dict[uuid.UUID, set[Subscription]] = {}
+        self._watchers: list[FeedWatcher] = []
+        self._receiving = receiving
         self._closed = False
+
+    @property
+    def receiving(self) -> bool:
+        return self._receiving and not self._closed
+
+    def watch(self, watcher: FeedWatcher) -> None:
+        self._watchers.append(watcher)
+        if self.receiving:
+            watcher.feed_restored()
+        else:
+            watcher.feed_lost()
+
+    def lost(self) -> None:
+        """The feed in front may miss notices from now on."""
+        self._receiving = False
+        for watcher in self._watchers:
+            watcher.feed_lost()
+
+    def restored(self) -> None:
+        """The feed in front hears every notice again (what it missed is gone)."""
+        if self._closed:
+            return
+        self._receiving = True
+        for watcher in self._watchers:
+            watcher.feed_restored()
 
     def subscribe(self, tenant_id: uuid.UUID) -> Subscription:
         subscription = Subscription(self, tenant_id, self._max_pending)
@@ -180,6 +215,8 @@ class FanOut:
                 del self._by_tenant[subscription.tenant_id]
 
     def deliver(self, notice: FeedNotice) -> None:
+        for watcher in self._watchers:
+            watcher.noticed(notice)
         for subscription in tuple(self._by_tenant.get(notice.tenant_id, ())):
             subscription.offer(notice)
 
@@ -193,6 +230,9 @@ class FanOut:
 
     def close(self) -> None:
         self._closed = True
+        for watcher in self._watchers:
+            watcher.feed_lost()
+        self._watchers.clear()
         for subscribers in self._by_tenant.values():
             for subscription in subscribers:
                 subscription.end()
@@ -214,6 +254,9 @@ class MemoryEventFeed:
 
     def subscribe(self, tenant_id: uuid.UUID) -> Subscription:
         return self._fan_out.subscribe(tenant_id)
+
+    def watch(self, watcher: FeedWatcher) -> None:
+        self._fan_out.watch(watcher)
 
     def subscriber_count(self) -> int:
         return self._fan_out.subscriber_count()

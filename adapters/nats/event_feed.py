@@ -5,8 +5,10 @@ feed instance subscribes to `<prefix>.>` and hands what arrives to the same
 fan-out the other feeds use (`adapters.memory.event_feed.FanOut`), so subscribers
 behave alike whichever feed is configured. A lost notice costs nothing lasting:
 notices only say "look at the store", and after a reconnect every subscriber is
-told to resync. The event store does not publish here; `codeforge.services.
-event_log.EventLog` announces each write when this feed is configured.
+told to resync. Watchers are told of the loss when NATS reports the disconnect, and
+of a loss and a restart at once when nats-py drops messages for a slow consumer.
+The event store does not publish here; `codeforge.services.event_log.EventLog`
+announces each write when this feed is configured.
 """
 
 from __future__ import annotations
@@ -21,11 +23,12 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import Error as NatsError
+from nats.errors import SlowConsumerError
 
 from adapters.feed_wire import decode_notice, encode
 from adapters.memory.event_feed import DEFAULT_MAX_PENDING, FanOut, Subscription
 from codeforge.ports.errors import DependencyUnavailable, PortError
-from codeforge.ports.events import FeedNotice
+from codeforge.ports.events import FeedNotice, FeedWatcher
 
 log = structlog.get_logger("codeforge.events.feed")
 
@@ -43,7 +46,7 @@ class NatsEventFeed:
     ) -> None:
         self._url = url
         self._prefix = prefix
-        self._fan_out = FanOut(max_pending)
+        self._fan_out = FanOut(max_pending, receiving=False)
         self._connect_timeout = connect_timeout
         self._nc: Client | None = None
         self._sub: NatsSubscription | None = None
@@ -76,6 +79,7 @@ class NatsEventFeed:
                 f"the event feed cannot reach NATS within {self._connect_timeout:g} s"
             ) from e
         self._nc = nc
+        self._fan_out.restored()
 
     async def __aenter__(self) -> NatsEventFeed:
         await self.start()
@@ -96,6 +100,9 @@ class NatsEventFeed:
 
     def subscribe(self, tenant_id: uuid.UUID) -> Subscription:
         return self._fan_out.subscribe(tenant_id)
+
+    def watch(self, watcher: FeedWatcher) -> None:
+        self._fan_out.watch(watcher)
 
     def subscriber_count(self) -> int:
         return self._fan_out.subscriber_count()
@@ -125,10 +132,17 @@ class NatsEventFeed:
         # Notices published while we were away are gone: everyone re-reads the store.
         log.info("event feed reconnected; subscribers resync")
         self._fan_out.resync_all()
+        self._fan_out.restored()
 
     async def _disconnected(self) -> None:
+        self._fan_out.lost()
         if not self._closed:
             log.warning("event feed lost NATS; reconnecting")
 
     async def _error(self, error: Exception) -> None:
         log.warning("event feed NATS error", error=str(error))
+        if isinstance(error, SlowConsumerError):
+            # nats-py dropped notices it could not queue: as good as a reconnect.
+            self._fan_out.lost()
+            self._fan_out.resync_all()
+            self._fan_out.restored()

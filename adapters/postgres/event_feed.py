@@ -17,7 +17,9 @@ NOTIFY payload (compact JSON, always far below PostgreSQL's 8,000-byte cap):
 When the listening connection dies, the feed reconnects with exponential
 backoff; notices sent meanwhile are lost, so once it listens again every
 subscriber gets a resync notice (`FeedNotice(kind="run_event", run_id=None)`)
-and re-reads what it follows from the store.
+and re-reads what it follows from the store. Watchers (the run cache) are told
+the connection is lost as soon as the listener sees it break, and restored once it
+LISTENs again.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from adapters.memory.event_feed import DEFAULT_MAX_PENDING, FanOut, Subscription
 from adapters.postgres.errors import describe
 from adapters.postgres.urls import libpq_url
 from codeforge.ports.errors import DependencyUnavailable, PortError
-from codeforge.ports.events import FeedNotice
+from codeforge.ports.events import FeedNotice, FeedWatcher
 
 CHANNEL = "codeforge_events"
 # PostgreSQL refuses NOTIFY payloads of 8,000 bytes or more.
@@ -89,7 +91,7 @@ class PostgresEventFeed:
             self._conninfo = source.conninfo
             self._pool = source
         self._owns_pool = self._pool is None
-        self._fan_out = FanOut(max_pending)
+        self._fan_out = FanOut(max_pending, receiving=False)
         self._reconnect_delay = reconnect_delay
         self._max_reconnect_delay = max_reconnect_delay
         self._keepalive = keepalive
@@ -126,6 +128,7 @@ class PostgresEventFeed:
         except psycopg.Error as e:
             raise DependencyUnavailable(f"the event feed cannot listen: {describe(e)}") from e
         self._listener = asyncio.create_task(self._listen_forever(first), name="event-feed")
+        self._fan_out.restored()
 
     async def __aenter__(self) -> PostgresEventFeed:
         await self.start()
@@ -150,6 +153,9 @@ class PostgresEventFeed:
 
     def subscribe(self, tenant_id: uuid.UUID) -> Subscription:
         return self._fan_out.subscribe(tenant_id)
+
+    def watch(self, watcher: FeedWatcher) -> None:
+        self._fan_out.watch(watcher)
 
     def subscriber_count(self) -> int:
         return self._fan_out.subscriber_count()
@@ -197,6 +203,8 @@ class PostgresEventFeed:
             except Exception as e:
                 log.warning("event feed lost its connection; reconnecting", error=describe(e))
             finally:
+                # Before anything else: a cache fed by these notices must stop trusting them.
+                self._fan_out.lost()
                 self._listener_pid = None
                 await conn.close()
             while True:
@@ -212,6 +220,7 @@ class PostgresEventFeed:
             log.info("event feed listening again; subscribers resync")
             # Whatever was sent while nobody listened is lost: make every reader re-read.
             self._fan_out.resync_all()
+            self._fan_out.restored()
 
     async def _relay(self, conn: psycopg.AsyncConnection[tuple[object, ...]]) -> None:
         while True:

@@ -14,10 +14,13 @@ import uuid
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from codeforge.log import LineLogger
+
 HEADER = "x-request-id"
 _VALID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
-access_log = structlog.get_logger("codeforge.http")
+# One line per request: rendered the short way (see LineLogger), same shape as any line.
+access_log = LineLogger("codeforge.http")
 
 
 def request_id_from(scope: Scope) -> str:
@@ -55,7 +58,8 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             finally:
                 # Probes hit /health every few seconds; at INFO they would drown the log.
                 quiet = scope["path"].startswith("/health")
-                (access_log.debug if quiet else access_log.info)(
+                access_log.log(
+                    "debug" if quiet else "info",
                     "request",
                     method=scope.get("method", "WS"),
                     path=scope["path"],

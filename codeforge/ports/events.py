@@ -29,6 +29,12 @@ A subscriber that fell behind (or a feed that lost its connection) receives a
 *resync notice* — `kind="run_event"` with `run_id=None` — meaning "you may have
 missed anything: re-read what you follow from the store".
 
+A *watcher* (`watch`) sees every notice of every tenant synchronously, as the feed
+receives it, and is told when the feed may be missing notices (`feed_lost`: its
+connection broke, or it was closed) and when notices flow again (`feed_restored`:
+anything sent meanwhile is lost). A cache kept fresh by the feed serves nothing
+between the two.
+
 Ephemeral deltas (`kind="delta"`: model tokens, command output as it is produced)
 are the one kind of notice that carries content, because they are never stored:
 live only, best-effort, lost when nobody listens (ARCHITECTURE.md, "Runs, events and
@@ -157,11 +163,36 @@ class FeedNotice(Struct, frozen=True, kw_only=True):
     text: str | None = None
 
 
+class FeedWatcher(Protocol):
+    """Told of every notice the feed receives, of every tenant, without a queue.
+
+    The methods are called on the event loop and must not block or raise.
+    """
+
+    def noticed(self, notice: FeedNotice) -> None: ...
+
+    def feed_lost(self) -> None:
+        """Notices may be missed from now on (until `feed_restored`)."""
+        ...
+
+    def feed_restored(self) -> None:
+        """Notices flow again; any sent while the feed was lost are gone."""
+        ...
+
+
 class RunEventFeed(Protocol):
     async def publish(self, notice: FeedNotice) -> None: ...
 
     def subscribe(self, tenant_id: uuid.UUID) -> AsyncIterator[FeedNotice]:
         """Notices of one tenant from now on, until the iterator is closed."""
+        ...
+
+    def watch(self, watcher: FeedWatcher) -> None:
+        """Tell `watcher` of every notice from now on, and of the feed's losses.
+
+        Before returning, it calls `watcher.feed_restored()` if the feed is receiving
+        now and `watcher.feed_lost()` if not, so the watcher starts in a known state.
+        """
         ...
 
     async def close(self) -> None: ...

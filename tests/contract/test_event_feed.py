@@ -86,6 +86,22 @@ async def create_run(store: EventStore, tenant: uuid.UUID) -> Run:
     return run
 
 
+class Watcher:
+    """A `FeedWatcher` that records what it is told, in order."""
+
+    def __init__(self) -> None:
+        self.told: list[FeedNotice | str] = []
+
+    def noticed(self, notice: FeedNotice) -> None:
+        self.told.append(notice)
+
+    def feed_lost(self) -> None:
+        self.told.append("lost")
+
+    def feed_restored(self) -> None:
+        self.told.append("restored")
+
+
 class EventFeedContract:
     """The tests every RunEventFeed adapter must pass. Not collected itself (no Test prefix)."""
 
@@ -210,6 +226,24 @@ class EventFeedContract:
         assert appended == [run_event(tenant_id, run.id, 2), run_status(run, 2, "running")]
         await subscriber.aclose()
 
+    async def test_a_watcher_hears_every_tenant_from_a_known_state_until_the_feed_closes(
+        self, feed: MemoryEventFeed | PostgresEventFeed, tenant_id: uuid.UUID
+    ) -> None:
+        watcher = Watcher()
+        feed.watch(watcher)
+        assert watcher.told == ["restored"]
+        mine, theirs = run_event(tenant_id, new_id(), 3), run_event(uuid.uuid4(), new_id(), 5)
+
+        await feed.publish(mine)
+        await feed.publish(theirs)
+        await eventually(lambda: len(watcher.told) == 3)
+        await feed.close()
+
+        assert watcher.told == ["restored", mine, theirs, "lost"]
+        late = Watcher()
+        feed.watch(late)
+        assert late.told == ["lost"]
+
 
 class TestMemoryEventFeed(EventFeedContract):
     @pytest.fixture
@@ -298,6 +332,20 @@ class TestPostgresEventFeed(EventFeedContract):
         await feed.publish(after)
         assert await next_notice(subscriber) == after
         await subscriber.aclose()
+
+    async def test_a_watcher_is_told_the_listener_was_lost_and_restored(
+        self, feed: MemoryEventFeed | PostgresEventFeed, tenant_id: uuid.UUID
+    ) -> None:
+        assert isinstance(feed, PostgresEventFeed)
+        watcher = Watcher()
+        feed.watch(watcher)
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_terminate_backend(%s)", (feed.listener_pid,))
+
+        await eventually(lambda: watcher.told == ["restored", "lost", "restored"])
+        after = run_event(tenant_id, new_id(), 3)
+        await feed.publish(after)
+        await eventually(lambda: watcher.told[-1] == after)
 
     async def test_notices_keep_arriving_across_keepalive_checks(
         self, pg_pool: AsyncConnectionPool, tenant_id: uuid.UUID

@@ -21,9 +21,11 @@ import pytest
 import structlog
 
 from codeforge import log as log_module
+from codeforge.http.request_context import request_context_middleware
 from codeforge.log import (
     DROPPED_MESSAGE,
     REDACTED,
+    LineLogger,
     LogWriter,
     bind_context,
     clear_context,
@@ -517,3 +519,120 @@ def test_a_lone_surrogate_in_a_value_is_escaped_not_lost(configure: Configure) -
     writer.close()
     (line,) = json_lines(stream)
     assert line["reason"] == "bad \ud800 text"
+
+
+# -- the short way: LineLogger --------------------------------------------------------------
+
+
+def test_a_line_logger_writes_the_very_line_a_structlog_logger_writes(
+    configure: Configure,
+) -> None:
+    stream = io.StringIO()
+    writer = configure(stream=stream)
+    through_handler: list[str] = []
+    writer.handler.addFilter(lambda record: through_handler.append(record.name) or True)
+    bind_context(request_id="req-7", run_id="run-1", tenant="t-2")
+    fields: dict[str, Any] = {"method": "GET", "path": "/x", "status": 200, "duration_ms": 1.25}
+
+    LineLogger("codeforge.http").log("info", "request", **fields)
+    get_logger("codeforge.http").info("request", **fields)
+    writer.close()
+
+    short, usual = json_lines(stream)
+    assert list(short) == list(usual)
+    assert {**short, "time": None} == {**usual, "time": None}
+    assert list(short) == [
+        *["time", "level", "service", "msg", "request_id", "run_id"],
+        *["method", "path", "status", "duration_ms", "tenant"],
+    ]
+    assert datetime.fromisoformat(short["time"]).utcoffset() == timedelta(0)
+    # Only the structlog call went through the stdlib handler.
+    assert through_handler == ["codeforge.http"]
+    assert writer.stats.enqueued == 2
+
+
+def test_a_line_logger_follows_the_level_set_at_runtime(configure: Configure) -> None:
+    stream = io.StringIO()
+    writer = configure(stream=stream, level="info")
+    log = LineLogger("codeforge.http")
+
+    log.log("debug", "request", path="/health")
+    writer.set_level("debug")
+    log.log("debug", "request", path="/health")
+    writer.set_level("warning")
+    log.log("info", "request", path="/quiet")
+    writer.close()
+
+    (line,) = json_lines(stream)
+    assert (line["level"], line["path"]) == ("debug", "/health")
+
+
+def test_a_line_logger_redacts_secrets(configure: Configure) -> None:
+    secret = "sk-line-4d2a8e6c1f"
+    register_secret(secret)
+    stream = io.StringIO()
+    writer = configure(stream=stream)
+    bind_context(run_id=f"run-{secret}")
+    LineLogger("codeforge.http").log("info", "request", path=f"/keys/{secret}")
+    writer.close()
+
+    assert secret not in stream.getvalue()
+    (line,) = json_lines(stream)
+    assert (line["path"], line["run_id"]) == (f"/keys/{REDACTED}", f"run-{REDACTED}")
+
+
+def test_a_line_logger_writes_console_lines_the_usual_way(configure: Configure) -> None:
+    stream = io.StringIO()
+    writer = configure(stream=stream, fmt="console")
+    LineLogger("codeforge.http").log("info", "request", path="/x", status=204)
+    writer.close()
+    text = stream.getvalue()
+    assert "request" in text
+    assert "path" in text
+    assert "/x" in text
+    assert "204" in text
+
+
+async def test_every_http_request_gets_one_access_line_with_its_fields(
+    configure: Configure,
+) -> None:
+    stream = io.StringIO()
+    writer = configure(stream=stream, level="info")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    handle = request_context_middleware(app)
+    for path, request_id in (("/api/v1/runs", b"trace-1"), ("/health", b"trace-2")):
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": path,
+            "headers": [(b"x-request-id", request_id)],
+        }
+        await handle(scope, receive, send)
+    writer.close()
+
+    (line,) = json_lines(stream)  # /health is logged at DEBUG: not at INFO
+    assert line == {
+        "time": line["time"],
+        "level": "info",
+        "service": "codeforge-test",
+        "msg": "request",
+        "request_id": "trace-1",
+        "method": "POST",
+        "path": "/api/v1/runs",
+        "status": 201,
+        "duration_ms": line["duration_ms"],
+    }
+    assert isinstance(line["duration_ms"], float)
+    assert (b"x-request-id", b"trace-1") in sent[0]["headers"]

@@ -1,0 +1,146 @@
+"""The run cache on PostgreSQL: another pool's writes arrive by NOTIFY; a lost feed serves nothing.
+
+"Here" is a process's caching store on the shared pool with its own feed; "elsewhere"
+is another process's plain store on a pool of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from psycopg_pool import AsyncConnectionPool
+
+from adapters.postgres.event_feed import PostgresEventFeed
+from adapters.postgres.event_store import PostgresEventStore
+from codeforge.domain.events import HeartbeatRecorded, RunRequested
+from codeforge.domain.ids import new_id
+from codeforge.domain.runs import Run
+from codeforge.ports.events import EventContext, OutboxMessage
+from codeforge.services.run_cache import CachingEventStore, RunCache, watched_cache
+
+WAIT = 5.0
+# The listener stays away this long after its connection is killed.
+RECONNECT_DELAY = 1.5
+
+
+@pytest.fixture
+async def feed(pg_pool: AsyncConnectionPool) -> AsyncIterator[PostgresEventFeed]:
+    async with PostgresEventFeed(
+        pg_pool, reconnect_delay=RECONNECT_DELAY, max_reconnect_delay=RECONNECT_DELAY
+    ) as feed:
+        yield feed
+
+
+@pytest.fixture
+def here(pg_pool: AsyncConnectionPool, feed: PostgresEventFeed) -> CachingEventStore:
+    return CachingEventStore(PostgresEventStore(pg_pool), watched_cache(RunCache(), feed))
+
+
+@pytest.fixture
+async def elsewhere(migrated_database_url: str) -> AsyncIterator[PostgresEventStore]:
+    async with AsyncConnectionPool(
+        migrated_database_url, min_size=1, max_size=2, open=False
+    ) as pool:
+        await pool.open(wait=True)
+        yield PostgresEventStore(pool)
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+async def new_run(store: PostgresEventStore, tenant: uuid.UUID) -> Run:
+    requested = RunRequested(
+        project_id=new_id(), task_id=new_id(), agent_id=new_id(), mode="mount", deliver="patch"
+    )
+    run = Run.requested(new_id(), tenant, requested, datetime.now(UTC))
+    outbox = OutboxMessage(id=new_id(), subject="runs.start", payload={"run_id": str(run.id)})
+    await store.create_run(run, requested, outbox, EventContext(tenant_id=tenant))
+    return run
+
+
+async def beat(store: PostgresEventStore, run: Run, after: int) -> None:
+    await store.append(
+        run.id,
+        [HeartbeatRecorded(worker="w", lease_expires_at=datetime.now(UTC) + timedelta(minutes=1))],
+        expected_seq=after,
+        context=EventContext(tenant_id=run.tenant_id),
+    )
+
+
+async def seq(store: CachingEventStore, run: Run) -> int:
+    return (await store.get_run(run.tenant_id, run.id)).last_seq
+
+
+async def test_another_pools_append_is_read_within_milliseconds(
+    here: CachingEventStore, elsewhere: PostgresEventStore, tenant_id: uuid.UUID
+) -> None:
+    run = await new_run(elsewhere, tenant_id)
+    await seq(here, run)
+    assert await seq(here, run) == 1
+    assert here.cache.hits == 1
+
+    await beat(elsewhere, run, 1)
+    appended = time.monotonic()
+    while True:
+        current = await seq(here, run)
+        waited = time.monotonic() - appended
+        if current == 2 or waited >= 1.0:
+            break
+        await asyncio.sleep(0.001)
+
+    assert (current, waited < 1.0) == (2, True)
+    assert await seq(here, run) == 2
+    assert here.cache.hits >= 2  # served from memory again once current
+
+
+async def test_while_the_listener_is_lost_every_read_goes_to_the_database(
+    pg_pool: AsyncConnectionPool,
+    feed: PostgresEventFeed,
+    here: CachingEventStore,
+    elsewhere: PostgresEventStore,
+    tenant_id: uuid.UUID,
+) -> None:
+    run = await new_run(elsewhere, tenant_id)
+    await seq(here, run)
+    assert await seq(here, run) == 1
+    async with pg_pool.connection() as conn:
+        await conn.execute("SELECT pg_terminate_backend(%s)", (feed.listener_pid,))
+    await eventually(lambda: not here.cache.serving)
+    hits = here.cache.hits
+
+    await beat(elsewhere, run, 1)  # nobody listens: this notice is lost
+    assert await seq(here, run) == 2
+    await beat(elsewhere, run, 2)
+    assert await seq(here, run) == 3
+    assert here.cache.hits == hits
+    assert len(here.cache) == 0
+
+    await eventually(lambda: here.cache.serving)
+    assert await seq(here, run) == 3
+    assert await seq(here, run) == 3
+    assert here.cache.hits == hits + 1
+
+
+async def test_a_closed_feed_leaves_nothing_served_from_memory(
+    feed: PostgresEventFeed,
+    here: CachingEventStore,
+    elsewhere: PostgresEventStore,
+    tenant_id: uuid.UUID,
+) -> None:
+    run = await new_run(elsewhere, tenant_id)
+    await seq(here, run)
+    await feed.close()
+
+    await beat(elsewhere, run, 1)
+
+    assert not here.cache.serving
+    assert await seq(here, run) == 2
