@@ -20,6 +20,7 @@ import msgspec
 import numpy as np
 
 from codeforge.context.languages import language_of, parser_and_query
+from codeforge.context.python_tags import python_tags
 from codeforge.context.terms import term_hash
 
 # Signatures longer than this many lines are cut (a long parameter list).
@@ -155,27 +156,12 @@ def extract(path: str, data: bytes) -> FileTags | None:
     parser, query = parser_and_query(language)
     tree = parser.parse(data)
     text_lines = data.split(b"\n")
-    defs: list[tuple[Any, Any, str]] = []  # (definition node, name node, kind)
-    scopes: list[Any] = []
-    refs: list[tuple[int, bytes]] = []  # (start byte, name)
-    imports: list[str] = []
-    # One pass of the query; `matches` (not `captures`) pairs each name with its node.
-    for _, captures in query.matches(tree.root_node):
-        definition = name = None
-        kind = ""
-        for capture, node in captures.items():
-            if capture.startswith("name.reference."):
-                refs.append((node.start_byte, node.text))
-            elif capture.startswith("name.definition."):
-                name, kind = node, capture[16:]
-            elif capture.startswith("definition."):
-                definition = node
-            elif capture == "import":
-                imports.append(_module_name(node.text))
-            elif capture == "scope":
-                scopes.append(node)
-        if name is not None:
-            defs.append((definition or name, name, kind))
+    if language == "python":
+        defs, refs, raw_imports = python_tags(tree, data)
+        scopes: list[Any] = []
+    else:
+        defs, refs, raw_imports, scopes = _query_tags(query, tree)
+    imports = [_module_name(raw) for raw in raw_imports]
     definitions, def_names = _definitions(defs, text_lines)
     names, name_hashes, counts, uses = _references(refs, def_names, definitions)
     return FileTags(
@@ -200,6 +186,34 @@ def extract(path: str, data: bytes) -> FileTags | None:
             [ident_factor(d.name) for _, _, d in definitions], dtype="<f4"
         ).tobytes(),
     )
+
+
+def _query_tags(
+    query: Any, tree: Any
+) -> tuple[list[tuple[Any, Any, str]], list[tuple[int, bytes]], list[bytes], list[Any]]:
+    """(definitions, references, imports, scopes) the language's tags query captures."""
+    defs: list[tuple[Any, Any, str]] = []  # (definition node, name node, kind)
+    scopes: list[Any] = []
+    refs: list[tuple[int, bytes]] = []  # (start byte, name)
+    imports: list[bytes] = []
+    # One pass of the query; `matches` (not `captures`) pairs each name with its node.
+    for _, captures in query.matches(tree.root_node):
+        definition = name = None
+        kind = ""
+        for capture, node in captures.items():
+            if capture.startswith("name.reference."):
+                refs.append((node.start_byte, node.text))
+            elif capture.startswith("name.definition."):
+                name, kind = node, capture[16:]
+            elif capture.startswith("definition."):
+                definition = node
+            elif capture == "import":
+                imports.append(node.text)
+            elif capture == "scope":
+                scopes.append(node)
+        if name is not None:
+            defs.append((definition or name, name, kind))
+    return defs, refs, imports, scopes
 
 
 def _outermost_first(nodes: list[Any]) -> list[Any]:
