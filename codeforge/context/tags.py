@@ -13,7 +13,6 @@ which keeps the cache compact and fast to decode.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from typing import Any
 
 import msgspec
@@ -282,36 +281,72 @@ def _references(
     def_names: set[tuple[int, int]],
     definitions: list[tuple[int, int, Definition]],
 ) -> tuple[list[str], list[int], list[int], list[tuple[int, int, int]]]:
-    """Distinct names with hashes and counts, and uses per (name, enclosing definition)."""
+    """Distinct names with hashes and counts, and uses per (name, enclosing definition).
+
+    Names and uses are listed in the order they first occur in the file; a definition's
+    own name is not a use of it. Array work: a file holds thousands of references.
+    """
+    if not refs:
+        return [], [], [], []
+    defined = {start for start, _ in def_names}
+    refs = [ref for ref in refs if ref[0] not in defined]
+    if not refs:
+        return [], [], [], []
     refs.sort()
+    starts_list, raws = zip(*refs, strict=True)
     index_of: dict[bytes, int] = {}
-    raw_names: list[bytes] = []
-    counts: list[int] = []
-    uses: Counter[tuple[int, int]] = Counter()
-    # A sweep in document order: `open_` holds the definitions around the offset.
-    open_: list[tuple[int, int]] = []  # (end byte, definition index)
-    following = 0
-    upcoming = definitions[0][0] if definitions else -1
-    for start, raw in refs:
-        if (start, start + len(raw)) in def_names:
-            continue
-        if 0 <= upcoming <= start:
-            while following < len(definitions) and definitions[following][0] <= start:
-                open_.append((definitions[following][1], following))
-                following += 1
-            upcoming = definitions[following][0] if following < len(definitions) else -1
-        while open_ and open_[-1][0] <= start:
-            open_.pop()
-        i = index_of.get(raw)
-        if i is None:
-            i = index_of[raw] = len(raw_names)
-            raw_names.append(raw)
-            counts.append(0)
-        counts[i] += 1
-        uses[(i, open_[-1][1] if open_ else -1)] += 1
+    ids = np.fromiter(
+        (index_of.setdefault(raw, len(index_of)) for raw in raws), dtype=np.int64, count=len(raws)
+    )
+    raw_names = list(index_of)
+    counts = np.bincount(ids, minlength=len(raw_names))
+    owners = _owners(np.asarray(starts_list, dtype=np.int64), definitions)
+    # Each (name, owner) pair once, with its uses, in order of first occurrence.
+    pairs = ids * (len(definitions) + 1) + (owners + 1)
+    unique, first, uses = np.unique(pairs, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    unique, uses = unique[order], uses[order]
     names = [n.decode("utf-8", "replace") for n in raw_names]
     hashes = [term_hash(n) for n in names]
-    return names, hashes, counts, [(n, o, c) for (n, o), c in uses.items()]
+    return (
+        names,
+        hashes,
+        counts.tolist(),
+        list(
+            zip(
+                (unique // (len(definitions) + 1)).tolist(),
+                (unique % (len(definitions) + 1) - 1).tolist(),
+                uses.tolist(),
+                strict=True,
+            )
+        ),
+    )
+
+
+def _owners(
+    starts: np.ndarray[Any, Any], definitions: list[tuple[int, int, Definition]]
+) -> np.ndarray[Any, Any]:
+    """The innermost definition (index, or -1) around each offset in `starts`."""
+    if not definitions:
+        return np.full(len(starts), -1, dtype=np.int64)
+    def_starts = np.fromiter((d[0] for d in definitions), dtype=np.int64, count=len(definitions))
+    def_ends = np.fromiter((d[1] for d in definitions), dtype=np.int64, count=len(definitions))
+    # Definitions nest (outer before inner): each one's parent is the nearest still open.
+    parents = np.empty(len(definitions), dtype=np.int64)
+    open_: list[int] = []
+    for i, (start, _, _) in enumerate(definitions):
+        while open_ and definitions[open_[-1]][1] <= start:
+            open_.pop()
+        parents[i] = open_[-1] if open_ else -1
+        open_.append(i)
+    # The last definition starting at or before the offset, or the nearest of its
+    # ancestors that has not ended there yet.
+    owners = np.searchsorted(def_starts, starts, side="right") - 1
+    while True:
+        closed = (owners >= 0) & (def_ends[np.maximum(owners, 0)] <= starts)
+        if not closed.any():
+            return owners
+        owners[closed] = parents[owners[closed]]
 
 
 def _module_name(raw: bytes) -> str:
