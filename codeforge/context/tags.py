@@ -132,18 +132,22 @@ def ident_factor(name: str) -> float:
     names (`_x`) are internal: x0.1.
     """
     factor = 1.0
-    compound = (("_" in name or "-" in name) and any(c.isalpha() for c in name)) or (
-        any(c.isupper() for c in name) and any(c.islower() for c in name)
-    )
-    if compound and len(name) >= 8:
+    if len(name) >= 8 and (  # the length first: most names are short
+        (("_" in name or "-" in name) and any(c.isalpha() for c in name))
+        or (any(c.isupper() for c in name) and any(c.islower() for c in name))
+    ):
         factor *= 10
     if name.startswith("_"):
         factor *= 0.1
     return factor
 
 
-def extract(path: str, data: bytes) -> FileTags | None:
-    """The tags of `data` read from `path`; None when no grammar reads this kind of file."""
+def extract(path: str, data: bytes, keep: list[Any] | None = None) -> FileTags | None:
+    """The tags of `data` read from `path`; None when no grammar reads this kind of file.
+
+    `keep`: a list the parse tree is put in, for a caller that would rather not pay for
+    freeing it now (see `indexer._parse_batch`).
+    """
     language = language_of(path)
     if language is None:
         return None
@@ -154,6 +158,8 @@ def extract(path: str, data: bytes) -> FileTags | None:
         return empty(language, lines, "binary content: not parsed")
     parser, query = parser_and_query(language)
     tree = parser.parse(data)
+    if keep is not None:
+        keep.append(tree)
     text_lines = data.split(b"\n")
     if language == "python":
         defs, refs, raw_imports = python_tags(tree, data)
