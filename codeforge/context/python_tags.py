@@ -21,7 +21,7 @@ use of `Point`, which it is; the query sees no call there.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from bisect import bisect_right
 from itertools import compress
 from typing import Any
 
@@ -73,12 +73,12 @@ def python_tags(tree: Any, data: bytes) -> Found:
     root = tree.root_node
     locate = root.descendant_for_byte_range
     defs: list[tuple[Any, Any, str]] = []
-    where = _literals(data)
-    refs = _calls(data, where, locate)
+    literals = _Literals(data)
+    refs = _calls(data, literals, locate)
     imports: list[bytes] = []
 
     for pattern, kind in ((_DEFS, "function"), (_CLASSES, "class")):
-        for at, start, end in _candidates(pattern, data, where):
+        for at, start, end in _candidates(pattern, data, literals):
             if at and data[at - 1] not in b" \t\n":
                 continue
             node = locate(at, end)
@@ -104,7 +104,7 @@ def python_tags(tree: Any, data: bytes) -> Found:
                     if base is not None and base.type == "identifier":
                         refs.append((base.start_byte, base.text))
 
-    for _, start, end in _candidates(_TOP_LEVEL_NAMES, data, where, shift=1):
+    for _, start, end in _candidates(_TOP_LEVEL_NAMES, data, literals, shift=1):
         name = locate(start, end)
         if name.type != "identifier":
             continue
@@ -119,7 +119,7 @@ def python_tags(tree: Any, data: bytes) -> Found:
             defs.append((assignment, name, "constant"))
 
     for pattern in (_COLON_TYPES, _RETURN_TYPES):
-        for _, start, end in _candidates(pattern, data, where):
+        for _, start, end in _candidates(pattern, data, literals):
             node = locate(start, end)
             if node.type != "identifier":
                 continue
@@ -128,7 +128,7 @@ def python_tags(tree: Any, data: bytes) -> Found:
                 node = holder
             if node.type == "type":
                 _type_names(node, refs)
-    for at, _, end in _candidates(_IMPORTS, data, where, group=0):
+    for at, _, end in _candidates(_IMPORTS, data, literals, group=0):
         keyword = locate(at, end)
         if keyword.type != "import":
             continue
@@ -161,32 +161,39 @@ def _type_names(node: Any, refs: list[tuple[int, bytes]]) -> None:
             _type_names(child, refs)
 
 
-Where = Callable[[np.ndarray[Any, Any]], tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
+class _Literals:
+    """Where a file's comments and string literals are, from one scan."""
+
+    def __init__(self, data: bytes) -> None:
+        parts = _NOT_CODE.split(data)
+        bounds = np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))
+        self.starts = bounds[0:-1:2]  # each literal begins where the code before it ends
+        self.ends = bounds[1::2]
+        self._starts: list[int] = self.starts.tolist()
+        self._ends: list[int] = self.ends.tolist()
+        # An f-string's prefix: `f"`, `rf"`, `fr"` in any case (a comment starts with `#`).
+        text = np.frombuffer(b"  " + data, dtype=np.uint8)
+        before, second = text[self.starts + 1], text[self.starts]
+        self.formatted = (before | 32 == ord("f")) | (
+            (before | 32 == ord("r")) & (second | 32 == ord("f"))
+        )
+
+    def where(
+        self, offsets: np.ndarray[Any, Any]
+    ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+        """(in code, in an f-string) for each offset."""
+        if not len(self.starts):
+            return np.ones(len(offsets), dtype=bool), np.zeros(len(offsets), dtype=bool)
+        i = np.searchsorted(self.starts, offsets, side="right") - 1
+        inside = (i >= 0) & (offsets < self.ends[np.maximum(i, 0)])
+        return ~inside, inside & self.formatted[np.maximum(i, 0)]
+
+    def in_code(self, offset: int) -> bool:
+        i = bisect_right(self._starts, offset) - 1
+        return i < 0 or offset >= self._ends[i]
 
 
-def _literals(data: bytes) -> Where:
-    """A test of offsets: (in code, in an f-string) for each, from one scan of the
-    comments and string literals."""
-    parts = _NOT_CODE.split(data)
-    bounds = np.cumsum(np.fromiter(map(len, parts), dtype=np.int64, count=len(parts)))
-    starts = bounds[0:-1:2]  # each literal begins where the code before it ends
-    ends = bounds[1::2]
-    if not len(starts):
-        return lambda offsets: (np.ones(len(offsets), dtype=bool), np.zeros(len(offsets), bool))
-    # An f-string's prefix: `f"`, `rf"`, `fr"` in any case (a comment starts with `#`).
-    text = np.frombuffer(b"  " + data, dtype=np.uint8)
-    before, second = text[starts + 1], text[starts]
-    formatted = (before | 32 == ord("f")) | ((before | 32 == ord("r")) & (second | 32 == ord("f")))
-
-    def where(offsets: np.ndarray[Any, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
-        i = np.searchsorted(starts, offsets, side="right") - 1
-        inside = (i >= 0) & (offsets < ends[np.maximum(i, 0)])
-        return ~inside, inside & formatted[np.maximum(i, 0)]
-
-    return where
-
-
-def _calls(data: bytes, where: Where, locate: Any) -> list[tuple[int, bytes]]:
+def _calls(data: bytes, literals: _Literals, locate: Any) -> list[tuple[int, bytes]]:
     """(start byte, name) of every `name(` in code (f-strings' replacement fields too),
     keywords aside."""
     parts = _CALLS_REVERSED.split(data[::-1])
@@ -196,7 +203,7 @@ def _calls(data: bytes, where: Where, locate: Any) -> list[tuple[int, bytes]]:
     starts = len(data) - bounds[2::3]  # a name read backwards ends where it starts
     # The names turned the right way round in one go: joined, reversed, split.
     names = b"\0".join(parts[2::3])[::-1].split(b"\0")[::-1]
-    code, formatted = where(starts)
+    code, formatted = literals.where(starts)
     found = [
         (start, name)
         for start, name in compress(zip(starts.tolist(), names, strict=True), code.tolist())
@@ -210,17 +217,19 @@ def _calls(data: bytes, where: Where, locate: Any) -> list[tuple[int, bytes]]:
 
 
 def _candidates(
-    pattern: re.Pattern[bytes], data: bytes, where: Where, *, group: int = 1, shift: int = 0
+    pattern: re.Pattern[bytes],
+    data: bytes,
+    literals: _Literals,
+    *,
+    group: int = 1,
+    shift: int = 0,
 ) -> list[tuple[int, int, int]]:
     """(match start, group start, group end) of each match whose group starts in code.
     `shift` bytes were put before `data` (a newline, so that the first line is a line
     like the others)."""
-    text = b"\n" + data if shift else data
-    found = [
-        (m.start() - shift, m.start(group) - shift, m.end(group) - shift)
-        for m in pattern.finditer(text)
+    in_code = literals.in_code
+    return [
+        (m.start() - shift, start, m.end(group) - shift)
+        for m in pattern.finditer(b"\n" + data if shift else data)
+        if in_code(start := m.start(group) - shift)
     ]
-    if not found:
-        return found
-    code, _ = where(np.fromiter((f[1] for f in found), dtype=np.int64, count=len(found)))
-    return list(compress(found, code.tolist()))
