@@ -371,14 +371,14 @@ def _path_of(item: Any) -> str:
     return item if isinstance(item, str) else item[0]
 
 
-def parse_file(root: Path, path: str, keep: list[Any] | None = None) -> tuple[str, FileTags]:
-    """(blob SHA of the bytes read, their tags); `keep` as for `extract`."""
+def parse_file(root: Path, path: str) -> tuple[str, FileTags]:
+    """(blob SHA of the bytes read, their tags)."""
     language = language_of(path) or "unknown"
     try:
         data = (root / path).read_bytes()
     except OSError as e:
         return "", empty(language, 0, f"unreadable: {e.strerror}")
-    return content_key(data), extract(path, data, keep) or empty(language, 0, "no grammar")
+    return content_key(data), extract(path, data) or empty(language, 0, "no grammar")
 
 
 Outline = list[tuple[int, int, str]]  # (start, end, name) of each definition, in order
@@ -407,24 +407,11 @@ def _parse_encoded(root: Path, path: str) -> tuple[str, tuple[bytes, RankRow]]:
     return blob, (encode_tags(tags), rank_row(tags))
 
 
-# A worker keeps the trees it parsed, up to this much source (a tree takes ~23 bytes of
-# memory per byte of source): freeing a tree costs about a sixth of parsing it, and a
-# worker process ends with os._exit, which frees nothing.
-KEEP_TREES_BYTES = 8_000_000
-_kept_trees: list[Any] = []
-_kept_bytes = [0]
-
-
 def _parse_batch(root: str, paths: list[str]) -> list[tuple[str, bytes]]:
     base = Path(root)
     out = []
     for path in paths:
-        kept = len(_kept_trees)
-        blob, tags = parse_file(
-            base, path, _kept_trees if _kept_bytes[0] < KEEP_TREES_BYTES else None
-        )
-        if len(_kept_trees) > kept:
-            _kept_bytes[0] += _kept_trees[-1].root_node.end_byte
+        blob, tags = parse_file(base, path)
         encoded = encode_tags(tags)
         row = msgspec.msgpack.encode(rank_row(tags))
         out.append((blob, b"T" + len(encoded).to_bytes(4, "little") + encoded + row))

@@ -142,12 +142,8 @@ def ident_factor(name: str) -> float:
     return factor
 
 
-def extract(path: str, data: bytes, keep: list[Any] | None = None) -> FileTags | None:
-    """The tags of `data` read from `path`; None when no grammar reads this kind of file.
-
-    `keep`: a list the parse tree is put in, for a caller that would rather not pay for
-    freeing it now (see `indexer._parse_batch`).
-    """
+def extract(path: str, data: bytes) -> FileTags | None:
+    """The tags of `data` read from `path`; None when no grammar reads this kind of file."""
     language = language_of(path)
     if language is None:
         return None
@@ -158,8 +154,6 @@ def extract(path: str, data: bytes, keep: list[Any] | None = None) -> FileTags |
         return empty(language, lines, "binary content: not parsed")
     parser, query = parser_and_query(language)
     tree = parser.parse(data)
-    if keep is not None:
-        keep.append(tree)
     text_lines = data.split(b"\n")
     if language == "python":
         defs, refs, raw_imports = python_tags(tree, data)
