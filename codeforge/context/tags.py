@@ -168,8 +168,9 @@ def extract(path: str, data: bytes) -> FileTags | None:
         lines=lines,
         defs=[d for _, _, d in definitions],
         scopes=[
-            Scope(n.start_point[0], n.end_point[0], _signature(n, text_lines))
+            Scope(first, last, _signature(n, text_lines, first, last))
             for n in _outermost_first(scopes)
+            for first, last in ((n.start_point[0], n.end_point[0]),)
         ],
         ref_names=names,
         ref_hashes=np.asarray(name_hashes, dtype="<i8").tobytes(),
@@ -228,42 +229,43 @@ def _definitions(
     """(start byte, end byte, definition) in document order, outer before inner."""
     # One definition per name node: where two patterns match one name (a decorated
     # function and the function itself), the larger node wins (it holds the decorators).
-    by_name: dict[tuple[int, int], tuple[Any, Any, str]] = {}
+    by_name: dict[tuple[int, int], tuple[int, int, Any, Any, str]] = {}
     for definition, name, kind in found:
         key = (name.start_byte, name.end_byte)
+        start, end = definition.start_byte, definition.end_byte
         held = by_name.get(key)
-        if held is None or definition.end_byte - definition.start_byte > (
-            held[0].end_byte - held[0].start_byte
-        ):
-            by_name[key] = (definition, name, kind)
-    out = [
-        (
-            definition.start_byte,
-            definition.end_byte,
-            Definition(
-                name=name.text.decode("utf-8", "replace"),
-                kind=kind,
-                line=name.start_point[0],
-                start=definition.start_point[0],
-                end=definition.end_point[0],
-                signature=_signature(definition, text_lines),
-            ),
+        if held is None or end - start > held[1] - held[0]:
+            by_name[key] = (start, end, definition, name, kind)
+    out = []
+    for start, end, definition, name, kind in by_name.values():
+        first, last = definition.start_point[0], definition.end_point[0]
+        out.append(
+            (
+                start,
+                end,
+                Definition(
+                    name=name.text.decode("utf-8", "replace"),
+                    kind=kind,
+                    line=name.start_point[0],
+                    start=first,
+                    end=last,
+                    signature=_signature(definition, text_lines, first, last),
+                ),
+            )
         )
-        for definition, name, kind in by_name.values()
-    ]
     out.sort(key=lambda item: (item[0], -item[1], item[2].line))
     return out, set(by_name)
 
 
-def _signature(node: Any, text_lines: list[bytes]) -> str:
-    """The node's header: its first line through the line before its body (at most 4)."""
-    first = node.start_point[0]
+def _signature(node: Any, text_lines: list[bytes], first: int, end: int) -> str:
+    """The header of `node` (on lines `first`-`end`): its first line through the line
+    before its body (at most 4)."""
     holder = node
     if node.type == "decorated_definition":
         holder = node.child_by_field_name("definition") or node
     body = holder.child_by_field_name("body")
     if body is None:
-        last = node.end_point[0]
+        last = end
     else:
         # The header ends where the part before the body ends (`def f(x) -> int:`,
         # `fn f() -> T`, a C declarator); a `{` on that line comes along with it.
