@@ -41,7 +41,11 @@ Progress = Callable[[int, int], None]
 
 # Below this many files to parse, worker processes cost more than they save.
 POOL_THRESHOLD = 24
-BATCH = 8
+# Work goes to the workers in batches of about 1/SHARE of what is left per worker, at
+# least MIN_BATCH_BYTES and at most MAX_BATCH files (fewer round trips, an even finish).
+SHARE = 4
+MIN_BATCH_BYTES = 32_000
+MAX_BATCH = 64
 # A file modified this close to when the index was taken may have changed unseen.
 RACY_NS = 2_000_000_000
 
@@ -209,17 +213,22 @@ class Indexer:
         Workers send encoded tags, which go into the cache as they are: the parent
         decodes only the small rank rows (a cold map never needs most files' tags).
         """
-        to_parse = [(p, k) for p, k in zip(snapshot.paths, snapshot.keys, strict=True) if k in keys]
+        to_parse = [
+            (p, k, size)
+            for p, k, size in zip(snapshot.paths, snapshot.keys, snapshot.sizes, strict=True)
+            if k in keys
+        ]
         parsed = self._run(
             _parse_batch,
             snapshot.root,
-            [p for p, _ in to_parse],
+            [p for p, _, _ in to_parse],
             progress,
             inline=lambda path: _parse_encoded(snapshot.root, path),
+            sizes=[size for _, _, size in to_parse],
         )
         out: dict[str, tuple[bytes, RankRow]] = {}
         verified = []
-        for (path, key), (blob, (data, row)) in zip(to_parse, parsed, strict=True):
+        for (path, key, _), (blob, (data, row)) in zip(to_parse, parsed, strict=True):
             out[key] = (data, row)
             # Cached under its content key only when the bytes parsed are the bytes hashed
             # (the file may have changed in between; the next snapshot will see it).
@@ -241,9 +250,11 @@ class Indexer:
         progress: Progress | None,
         *,
         inline: Callable[[Any], tuple[str, Any]],
+        sizes: list[int],
     ) -> list[tuple[str, Any]]:
         """(blob SHA of the bytes read, result) per item, in order: in worker processes
-        when there are many items, in this process when there are few."""
+        when there are many items, in this process when there are few. `sizes`: each
+        item's file size, for sharing the work out evenly."""
         total = len(items)
         if total < POOL_THRESHOLD or self._workers == 1:
             results: list[tuple[str, Any]] = []
@@ -252,7 +263,7 @@ class Indexer:
                 if progress:
                     progress(done, total)
             return results
-        batches = [items[i : i + BATCH] for i in range(0, total, BATCH)]
+        batches = _batches(sizes, self._workers)
         # Forked workers inherit the grammars and compiled queries.
         for path in {_path_of(item) for item in items}:
             language = language_of(path)
@@ -262,21 +273,23 @@ class Indexer:
         # a threaded server forks a clean server process instead.
         method = "fork" if threading.active_count() == 1 else "forkserver"
         context = multiprocessing.get_context(method)
-        out: list[list[tuple[str, Any]] | None] = [None] * len(batches)
+        out: list[tuple[str, Any] | None] = [None] * total
         done = 0
         with concurrent.futures.ProcessPoolExecutor(
             max_workers=min(self._workers, len(batches)), mp_context=context
         ) as pool:
             futures = {
-                pool.submit(batch_worker, str(root), batch): i for i, batch in enumerate(batches)
+                pool.submit(batch_worker, str(root), [items[i] for i in batch]): batch
+                for batch in batches
             }
             for future in concurrent.futures.as_completed(futures):
-                decoded = [(blob, _decode(data)) for blob, data in future.result()]
-                out[futures[future]] = decoded
-                done += len(decoded)
+                batch = futures[future]
+                for i, (blob, data) in zip(batch, future.result(), strict=True):
+                    out[i] = (blob, _decode(data))
+                done += len(batch)
                 if progress:
                     progress(done, total)
-        return [result for batch in out for result in batch or ()]
+        return [result for result in out if result is not None]
 
     def chunks(self, snapshot: Snapshot, progress: Progress | None = None) -> list[FileChunks]:
         """Search chunks of every file in `snapshot`, made (in parallel) where not cached."""
@@ -287,30 +300,54 @@ class Indexer:
             for key, data in self._store.blobs("chunks", missing).items():
                 memo[key] = _chunks_decoder.decode(data)
         todo = [
-            (p, k, _outline(t))
-            for p, k, t in zip(snapshot.paths, snapshot.keys, tags, strict=True)
+            (p, k, _outline(t), size)
+            for p, k, t, size in zip(
+                snapshot.paths, snapshot.keys, tags, snapshot.sizes, strict=True
+            )
             if k not in memo
         ]
         if todo:
             made = self._run(
                 _chunk_batch,
                 snapshot.root,
-                [(p, outline) for p, _, outline in todo],
+                [(p, outline) for p, _, outline, _ in todo],
                 progress,
                 inline=lambda item: _chunk_one(snapshot.root, *item),
+                sizes=[size for *_, size in todo],
             )
             self._store.put_blobs(
                 "chunks",
                 (
                     (key, msgspec.msgpack.encode(chunks))
-                    for (path, key, _), (blob, chunks) in zip(todo, made, strict=True)
+                    for (path, key, _, _), (blob, chunks) in zip(todo, made, strict=True)
                     if full_key(path, blob) == key
                 ),
             )
-            for (_, key, _), (_, chunks) in zip(todo, made, strict=True):
+            for (_, key, _, _), (_, chunks) in zip(todo, made, strict=True):
                 memo[key] = chunks
         _forget_all_but(memo, snapshot.keys)
         return [memo[k] for k in snapshot.keys]
+
+
+def _batches(sizes: list[int], workers: int) -> list[list[int]]:
+    """Item indices in batches for `workers` processes: largest files first, each batch
+    about a `SHARE`th of what is left per worker, so that the last batches are small and
+    every worker finishes at about the same time."""
+    order = sorted(range(len(sizes)), key=lambda i: -sizes[i])
+    left = sum(sizes)
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    held = 0
+    for i in order:
+        batch.append(i)
+        held += sizes[i]
+        if held >= max(left // (workers * SHARE), MIN_BATCH_BYTES) or len(batch) >= MAX_BATCH:
+            batches.append(batch)
+            left -= held
+            batch, held = [], 0
+    if batch:
+        batches.append(batch)
+    return batches
 
 
 def _same(entry: FileEntry, st: Stat) -> bool:

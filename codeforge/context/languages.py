@@ -58,13 +58,15 @@ def query_source(language: str) -> str:
 
 @functools.cache
 def query_version() -> str:
-    """A fingerprint of every query: cached tags from other queries are never reused."""
+    """A fingerprint of every query, and of the Python scanner that stands in for the
+    Python query (`python_tags.py`): cached tags from other queries are never reused."""
     import hashlib
 
     digest = hashlib.sha1(usedforsecurity=False)
     for language in LANGUAGES:
         digest.update(language.encode())
         digest.update(query_source(language).encode())
+    digest.update((Path(__file__).parent / "python_tags.py").read_bytes())
     return digest.hexdigest()[:12]
 
 

@@ -13,13 +13,13 @@ which keeps the cache compact and fast to decode.
 from __future__ import annotations
 
 import hashlib
-from collections import Counter
 from typing import Any
 
 import msgspec
 import numpy as np
 
 from codeforge.context.languages import language_of, parser_and_query
+from codeforge.context.python_tags import python_tags
 from codeforge.context.terms import term_hash
 
 # Signatures longer than this many lines are cut (a long parameter list).
@@ -132,10 +132,10 @@ def ident_factor(name: str) -> float:
     names (`_x`) are internal: x0.1.
     """
     factor = 1.0
-    compound = (("_" in name or "-" in name) and any(c.isalpha() for c in name)) or (
-        any(c.isupper() for c in name) and any(c.islower() for c in name)
-    )
-    if compound and len(name) >= 8:
+    if len(name) >= 8 and (  # the length first: most names are short
+        (("_" in name or "-" in name) and any(c.isalpha() for c in name))
+        or (any(c.isupper() for c in name) and any(c.islower() for c in name))
+    ):
         factor *= 10
     if name.startswith("_"):
         factor *= 0.1
@@ -155,27 +155,12 @@ def extract(path: str, data: bytes) -> FileTags | None:
     parser, query = parser_and_query(language)
     tree = parser.parse(data)
     text_lines = data.split(b"\n")
-    defs: list[tuple[Any, Any, str]] = []  # (definition node, name node, kind)
-    scopes: list[Any] = []
-    refs: list[tuple[int, bytes]] = []  # (start byte, name)
-    imports: list[str] = []
-    # One pass of the query; `matches` (not `captures`) pairs each name with its node.
-    for _, captures in query.matches(tree.root_node):
-        definition = name = None
-        kind = ""
-        for capture, node in captures.items():
-            if capture.startswith("name.reference."):
-                refs.append((node.start_byte, node.text))
-            elif capture.startswith("name.definition."):
-                name, kind = node, capture[16:]
-            elif capture.startswith("definition."):
-                definition = node
-            elif capture == "import":
-                imports.append(_module_name(node.text))
-            elif capture == "scope":
-                scopes.append(node)
-        if name is not None:
-            defs.append((definition or name, name, kind))
+    if language == "python":
+        defs, refs, raw_imports = python_tags(tree, data)
+        scopes: list[Any] = []
+    else:
+        defs, refs, raw_imports, scopes = _query_tags(query, tree)
+    imports = [_module_name(raw) for raw in raw_imports]
     definitions, def_names = _definitions(defs, text_lines)
     names, name_hashes, counts, uses = _references(refs, def_names, definitions)
     return FileTags(
@@ -183,8 +168,9 @@ def extract(path: str, data: bytes) -> FileTags | None:
         lines=lines,
         defs=[d for _, _, d in definitions],
         scopes=[
-            Scope(n.start_point[0], n.end_point[0], _signature(n, text_lines))
+            Scope(first, last, _signature(n, text_lines, first, last))
             for n in _outermost_first(scopes)
+            for first, last in ((n.start_point[0], n.end_point[0]),)
         ],
         ref_names=names,
         ref_hashes=np.asarray(name_hashes, dtype="<i8").tobytes(),
@@ -202,6 +188,34 @@ def extract(path: str, data: bytes) -> FileTags | None:
     )
 
 
+def _query_tags(
+    query: Any, tree: Any
+) -> tuple[list[tuple[Any, Any, str]], list[tuple[int, bytes]], list[bytes], list[Any]]:
+    """(definitions, references, imports, scopes) the language's tags query captures."""
+    defs: list[tuple[Any, Any, str]] = []  # (definition node, name node, kind)
+    scopes: list[Any] = []
+    refs: list[tuple[int, bytes]] = []  # (start byte, name)
+    imports: list[bytes] = []
+    # One pass of the query; `matches` (not `captures`) pairs each name with its node.
+    for _, captures in query.matches(tree.root_node):
+        definition = name = None
+        kind = ""
+        for capture, node in captures.items():
+            if capture.startswith("name.reference."):
+                refs.append((node.start_byte, node.text))
+            elif capture.startswith("name.definition."):
+                name, kind = node, capture[16:]
+            elif capture.startswith("definition."):
+                definition = node
+            elif capture == "import":
+                imports.append(node.text)
+            elif capture == "scope":
+                scopes.append(node)
+        if name is not None:
+            defs.append((definition or name, name, kind))
+    return defs, refs, imports, scopes
+
+
 def _outermost_first(nodes: list[Any]) -> list[Any]:
     seen: dict[tuple[int, int], Any] = {}
     for node in nodes:
@@ -215,42 +229,43 @@ def _definitions(
     """(start byte, end byte, definition) in document order, outer before inner."""
     # One definition per name node: where two patterns match one name (a decorated
     # function and the function itself), the larger node wins (it holds the decorators).
-    by_name: dict[tuple[int, int], tuple[Any, Any, str]] = {}
+    by_name: dict[tuple[int, int], tuple[int, int, Any, Any, str]] = {}
     for definition, name, kind in found:
         key = (name.start_byte, name.end_byte)
+        start, end = definition.start_byte, definition.end_byte
         held = by_name.get(key)
-        if held is None or definition.end_byte - definition.start_byte > (
-            held[0].end_byte - held[0].start_byte
-        ):
-            by_name[key] = (definition, name, kind)
-    out = [
-        (
-            definition.start_byte,
-            definition.end_byte,
-            Definition(
-                name=name.text.decode("utf-8", "replace"),
-                kind=kind,
-                line=name.start_point[0],
-                start=definition.start_point[0],
-                end=definition.end_point[0],
-                signature=_signature(definition, text_lines),
-            ),
+        if held is None or end - start > held[1] - held[0]:
+            by_name[key] = (start, end, definition, name, kind)
+    out = []
+    for start, end, definition, name, kind in by_name.values():
+        first, last = definition.start_point[0], definition.end_point[0]
+        out.append(
+            (
+                start,
+                end,
+                Definition(
+                    name=name.text.decode("utf-8", "replace"),
+                    kind=kind,
+                    line=name.start_point[0],
+                    start=first,
+                    end=last,
+                    signature=_signature(definition, text_lines, first, last),
+                ),
+            )
         )
-        for definition, name, kind in by_name.values()
-    ]
     out.sort(key=lambda item: (item[0], -item[1], item[2].line))
     return out, set(by_name)
 
 
-def _signature(node: Any, text_lines: list[bytes]) -> str:
-    """The node's header: its first line through the line before its body (at most 4)."""
-    first = node.start_point[0]
+def _signature(node: Any, text_lines: list[bytes], first: int, end: int) -> str:
+    """The header of `node` (on lines `first`-`end`): its first line through the line
+    before its body (at most 4)."""
     holder = node
     if node.type == "decorated_definition":
         holder = node.child_by_field_name("definition") or node
     body = holder.child_by_field_name("body")
     if body is None:
-        last = node.end_point[0]
+        last = end
     else:
         # The header ends where the part before the body ends (`def f(x) -> int:`,
         # `fn f() -> T`, a C declarator); a `{` on that line comes along with it.
@@ -268,36 +283,72 @@ def _references(
     def_names: set[tuple[int, int]],
     definitions: list[tuple[int, int, Definition]],
 ) -> tuple[list[str], list[int], list[int], list[tuple[int, int, int]]]:
-    """Distinct names with hashes and counts, and uses per (name, enclosing definition)."""
+    """Distinct names with hashes and counts, and uses per (name, enclosing definition).
+
+    Names and uses are listed in the order they first occur in the file; a definition's
+    own name is not a use of it. Array work: a file holds thousands of references.
+    """
+    if not refs:
+        return [], [], [], []
+    defined = {start for start, _ in def_names}
+    refs = [ref for ref in refs if ref[0] not in defined]
+    if not refs:
+        return [], [], [], []
     refs.sort()
+    starts_list, raws = zip(*refs, strict=True)
     index_of: dict[bytes, int] = {}
-    raw_names: list[bytes] = []
-    counts: list[int] = []
-    uses: Counter[tuple[int, int]] = Counter()
-    # A sweep in document order: `open_` holds the definitions around the offset.
-    open_: list[tuple[int, int]] = []  # (end byte, definition index)
-    following = 0
-    upcoming = definitions[0][0] if definitions else -1
-    for start, raw in refs:
-        if (start, start + len(raw)) in def_names:
-            continue
-        if 0 <= upcoming <= start:
-            while following < len(definitions) and definitions[following][0] <= start:
-                open_.append((definitions[following][1], following))
-                following += 1
-            upcoming = definitions[following][0] if following < len(definitions) else -1
-        while open_ and open_[-1][0] <= start:
-            open_.pop()
-        i = index_of.get(raw)
-        if i is None:
-            i = index_of[raw] = len(raw_names)
-            raw_names.append(raw)
-            counts.append(0)
-        counts[i] += 1
-        uses[(i, open_[-1][1] if open_ else -1)] += 1
+    ids = np.fromiter(
+        (index_of.setdefault(raw, len(index_of)) for raw in raws), dtype=np.int64, count=len(raws)
+    )
+    raw_names = list(index_of)
+    counts = np.bincount(ids, minlength=len(raw_names))
+    owners = _owners(np.asarray(starts_list, dtype=np.int64), definitions)
+    # Each (name, owner) pair once, with its uses, in order of first occurrence.
+    pairs = ids * (len(definitions) + 1) + (owners + 1)
+    unique, first, uses = np.unique(pairs, return_index=True, return_counts=True)
+    order = np.argsort(first, kind="stable")
+    unique, uses = unique[order], uses[order]
     names = [n.decode("utf-8", "replace") for n in raw_names]
     hashes = [term_hash(n) for n in names]
-    return names, hashes, counts, [(n, o, c) for (n, o), c in uses.items()]
+    return (
+        names,
+        hashes,
+        counts.tolist(),
+        list(
+            zip(
+                (unique // (len(definitions) + 1)).tolist(),
+                (unique % (len(definitions) + 1) - 1).tolist(),
+                uses.tolist(),
+                strict=True,
+            )
+        ),
+    )
+
+
+def _owners(
+    starts: np.ndarray[Any, Any], definitions: list[tuple[int, int, Definition]]
+) -> np.ndarray[Any, Any]:
+    """The innermost definition (index, or -1) around each offset in `starts`."""
+    if not definitions:
+        return np.full(len(starts), -1, dtype=np.int64)
+    def_starts = np.fromiter((d[0] for d in definitions), dtype=np.int64, count=len(definitions))
+    def_ends = np.fromiter((d[1] for d in definitions), dtype=np.int64, count=len(definitions))
+    # Definitions nest (outer before inner): each one's parent is the nearest still open.
+    parents = np.empty(len(definitions), dtype=np.int64)
+    open_: list[int] = []
+    for i, (start, _, _) in enumerate(definitions):
+        while open_ and definitions[open_[-1]][1] <= start:
+            open_.pop()
+        parents[i] = open_[-1] if open_ else -1
+        open_.append(i)
+    # The last definition starting at or before the offset, or the nearest of its
+    # ancestors that has not ended there yet.
+    owners = np.searchsorted(def_starts, starts, side="right") - 1
+    while True:
+        closed = (owners >= 0) & (def_ends[np.maximum(owners, 0)] <= starts)
+        if not closed.any():
+            return owners
+        owners[closed] = parents[owners[closed]]
 
 
 def _module_name(raw: bytes) -> str:

@@ -281,3 +281,23 @@ async def test_odd_text_in_a_query_is_searched_not_an_error(
     with pytest.raises(ValidationFailed, match="longer"):
         await engine.search(repo, "x" * 5000, limit=3)
     assert engine.repo_map(repo, tokens=100, query="\udfff Widget").tokens > 0
+
+
+def test_worker_processes_make_the_tags_and_chunks_this_process_makes(
+    tmp_path: Path,
+) -> None:
+    # Enough files of uneven sizes to go to two worker processes in several batches.
+    repo = write_polyglot(tmp_path / "repo", git=False)
+    for i in range(40):
+        body = "".join(
+            f"def helper_{i}_{j}(x):\n    return make_widget(x) + {j}\n" for j in range(i)
+        )
+        (repo / "py" / f"gen_{i}.py").write_text(f"from widgets import make_widget\n{body}")
+    pooled = ContextEngine(tmp_path / "pooled", workers=2)
+    inline = ContextEngine(tmp_path / "inline", workers=1)
+    ours, theirs = pooled.snapshot(repo), inline.snapshot(repo)
+    assert ours.paths == theirs.paths
+    assert ours.tags == theirs.tags
+    assert pooled.indexer.parse_count == inline.indexer.parse_count == len(ours.paths)
+    assert pooled.indexer.chunks(ours) == inline.indexer.chunks(theirs)
+    assert pooled.repo_map(repo, tokens=500) == inline.repo_map(repo, tokens=500)
