@@ -43,6 +43,8 @@ READ_SIZE = 64 * 1024
 # How long the pipes may stay open after the command and its group were killed: only a
 # process that escaped the group (a daemon, under mount) can hold them that long.
 DRAIN_GRACE = 1.0
+# How long a cancelled run waits for the command it was starting to die of its SIGKILL.
+ABANDON_WAIT = 5.0
 # Exit statuses a shell reports for a death by these signals, and the limit behind each.
 LIMIT_SIGNALS = {
     128 + signal.SIGXCPU: "cpu_seconds",
@@ -264,8 +266,8 @@ async def run(
     stderr = CappedOutput("stderr", limits.output_bytes)
     started = time.monotonic()
     loop = asyncio.get_running_loop()
-    try:
-        transport, protocol = await loop.subprocess_exec(
+    spawn = asyncio.ensure_future(
+        loop.subprocess_exec(
             lambda: _ExitAwareProtocol(loop),
             *argv,
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
@@ -275,6 +277,16 @@ async def run(
             env=dict(env),
             start_new_session=True,
         )
+    )
+    try:
+        # Python 3.11's asyncio can hang for ever when the creation itself is cancelled
+        # (the exit of a child whose pipes were not yet connected is never reported), and
+        # it would kill only the leader: so the creation is not cancelled, and a cancel
+        # that lands meanwhile kills the whole group once it exists.
+        transport, protocol = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        await _abandon(spawn)
+        raise
     except OSError as e:
         if isinstance(e, FileNotFoundError | NotADirectoryError) and e.filename == cwd:
             raise  # the directory vanished; the adapter reports it as a path error
@@ -312,6 +324,20 @@ async def run(
     assert returncode is not None
     exit_code = 128 - returncode if returncode < 0 else returncode
     return _result(exit_code, stdout, stderr, started, timed_out, limits)
+
+
+async def _abandon(
+    spawn: asyncio.Future[tuple[asyncio.SubprocessTransport, _ExitAwareProtocol]],
+) -> None:
+    """Kill what a cancelled `run` was starting, once it has started (if it does)."""
+    try:
+        transport, protocol = await spawn
+    except Exception:  # it did not start: there is nothing to kill
+        return
+    ProcessGroup(transport).kill()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(protocol.exited), ABANDON_WAIT)
+    transport.close()
 
 
 async def _wait(
