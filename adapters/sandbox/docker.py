@@ -40,7 +40,10 @@ on `close()` the CLI is killed and the container's processes are killed from the
 (they are host processes in a pid namespace): the exec's wrapper and everything below it,
 and every
 orphan reparented to the container's init (daemons that double-forked away), which is
-why `kills_process_tree` holds. An orphan of another exec running at the same time dies
+why `kills_process_tree` holds. The exec's tree is stopped (SIGSTOP) before it is
+killed, so a child forked during the kill cannot slip away. An exec cancelled before
+the engine started its command is watched for `LATE_START_WATCH` seconds and killed
+if it starts after all. An orphan of another exec running at the same time dies
 too: no exec may leave anything behind, and an orphan cannot be told apart.
 
 Needs: a docker engine on this machine (the workspace is a bind mount, and the kills go
@@ -117,6 +120,10 @@ DEFAULT_PIDS = 100
 DEFAULT_SCRATCH = 256 * 1024 * 1024
 QUOTA_PROBE = "64m"
 START_WAIT = 10.0
+# How long an exec cancelled before its command started is watched: the docker CLI is
+# killed at once, but an exec the engine was already asked to start still starts, later.
+LATE_START_WATCH = 10.0
+LATE_START_POLL = 0.05
 FIXES = "start a docker engine (and set docker_host), or set sandbox.kind to bwrap or mount"
 # The command runs as a background job (not a group leader), so `setsid` makes it a
 # session of its own without forking: $! is its session and group id. Input goes through
@@ -138,6 +145,24 @@ def kill_pids(pids: set[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+
+
+def freeze_trees(roots: set[int]) -> set[int]:
+    """Stop `roots` and everything below them; the stopped pids.
+
+    A process that is stopped cannot fork, so once the walk finds nothing new the set is
+    complete: killing a tree found by one /proc scan could miss a child forked between
+    the scan and the kill (the wrapper forks the command), and that child would be
+    reparented out of reach (docker's shim is a subreaper)."""
+    frozen: set[int] = set()
+    pending = set(roots)
+    while pending:
+        for pid in pending:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGSTOP)
+        frozen |= pending
+        pending = {child for pid in pending for child in processes.descendants(pid)} - frozen
+    return frozen
 
 
 def pids_with_marker(marker: bytes, namespace: str) -> set[int]:
@@ -233,6 +258,7 @@ class DockerSandbox(HostSandbox):
         self._idle_pid = started.idle_pid
         self._namespace = started.namespace
         self._markers: set[bytes] = set()
+        self._late_starts: set[asyncio.Task[None]] = set()
 
     @property
     def warm(self) -> bool:
@@ -272,11 +298,17 @@ class DockerSandbox(HostSandbox):
         marker = launch.marker.encode()
         self._markers.add(marker)
         ooms = oom_kills(self._init_pid)
+        ended = False
         try:
             result = await super()._run(launch, environment, timeout, stdin, on_output)
+            ended = not result.timed_out
         finally:
             self._markers.discard(marker)
-            self._kill_leftovers(marker)
+            found = self._kill_leftovers(marker)
+            if not ended and not found:
+                # Cancelled or timed out before the engine started the command: it may
+                # start yet, with nobody waiting for it.
+                self._watch_late_start(marker)
         if result.exit_code == 137 and not result.timed_out and ooms is not None:
             after = oom_kills(self._init_pid)
             if after is not None and after > ooms:
@@ -290,18 +322,34 @@ class DockerSandbox(HostSandbox):
             raise SandboxError(f"docker could not run the command: {result.stderr.strip()}")
         return result
 
-    def _kill_leftovers(self, marker: bytes) -> None:
-        """Kill the exec's processes in the container, and every orphan of init's."""
-        victims = set()
-        for pid in pids_with_marker(marker, self._namespace):
-            victims.add(pid)
-            victims |= processes.descendants(pid)
+    def _kill_leftovers(self, marker: bytes) -> bool:
+        """Kill the exec's processes in the container, and every orphan of init's.
+
+        Whether the exec's wrapper was found (it had started and not yet ended)."""
+        wrappers = pids_with_marker(marker, self._namespace)
+        victims = freeze_trees(wrappers)
         victims |= processes.descendants(self._init_pid) - {self._idle_pid}
         kill_pids(victims)
+        return bool(wrappers)
+
+    def _watch_late_start(self, marker: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._kill_late_start(marker))
+        self._late_starts.add(task)
+        task.add_done_callback(self._late_starts.discard)
+
+    async def _kill_late_start(self, marker: bytes) -> None:
+        deadline = time.monotonic() + LATE_START_WATCH
+        while time.monotonic() < deadline:
+            await asyncio.sleep(LATE_START_POLL)
+            if await asyncio.to_thread(self._kill_leftovers, marker):
+                log.info("killed an exec that started after it was abandoned")
+                return
 
     async def close(self) -> None:
         if self._closed:
             return
+        for task in list(self._late_starts):
+            task.cancel()  # removing the container ends whatever they watch for
         for marker in list(self._markers):
             self._kill_leftovers(marker)
         await super().close()

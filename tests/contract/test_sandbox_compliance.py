@@ -19,6 +19,7 @@ engine and its test image are set up by `tests/support/docker_engine.py`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
@@ -336,6 +337,23 @@ async def test_cancelling_an_exec_kills_its_command(sandbox: Sandbox) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await gone(marker)
+
+
+async def test_cancelling_an_exec_while_it_starts_leaves_nothing_behind(sandbox: Sandbox) -> None:
+    # A cancel can land before the command runs: for docker, after the CLI asked the
+    # engine to start the exec but before it did. The command must not start later,
+    # orphaned, with nobody waiting for it.
+    markers = []
+    for delay in (0.0, 0.005, 0.02, 0.04, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3):
+        marker = unique_sleep()
+        markers.append(marker)
+        task = asyncio.create_task(sandbox.exec(f"sleep {marker}"))
+        await asyncio.sleep(delay)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    for marker in markers:
+        assert await gone(marker), f"the command with {marker} outlived its cancelled exec"
 
 
 # -- output cap -------------------------------------------------------------------------
