@@ -666,13 +666,17 @@ class EventStoreContract:
             await store.append(run.id, notes(1_000, start), expected_seq=1 + start, context=context)
 
         await store.load(tenant_id, run.id)  # warm caches and the connection
-        began = time.perf_counter()
-        log = await store.load(tenant_id, run.id)
-        took = time.perf_counter() - began
+        # The best of three: this guards against a read that is slow by design (a query
+        # per event, say), not against a busy machine; `make bench` measures the speed.
+        took = float("inf")
+        for _ in range(3):
+            began = time.perf_counter()
+            log = await store.load(tenant_id, run.id)
+            took = min(took, time.perf_counter() - began)
 
         assert len(log) == 10_001
         assert log[-1].event == ContractNoteRecorded(body="note 9999", n=9999)
-        assert took < 0.5, f"loading 10,001 events took {took * 1000:.0f} ms"
+        assert took < 0.5, f"loading 10,001 events took {took * 1000:.0f} ms (best of 3)"
 
 
 class TestMemoryEventStore(EventStoreContract):
