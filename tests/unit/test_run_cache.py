@@ -50,6 +50,20 @@ class Setup:
         await self.store.create_run(run, requested, outbox, EventContext(tenant_id=tenant))
         return run
 
+    async def slow_read(self, run: Run) -> tuple[asyncio.Task[Run], asyncio.Event]:
+        """A read through the cache, under way with the run as it is now, that returns
+        when the event is set (whatever has happened meanwhile)."""
+        old = await self.backing.get_run(run.tenant_id, run.id)
+        release = asyncio.Event()
+
+        async def read() -> Run:
+            await release.wait()
+            return old
+
+        reading = asyncio.create_task(self.cache.run(run.tenant_id, run.id, read))
+        await asyncio.sleep(0)
+        return reading, release
+
     async def change_elsewhere(self, run: Run, *, announce: bool = True) -> int:
         """A heartbeat appended behind the cache's back; announced on the feed if asked."""
         current = await self.backing.get_run(run.tenant_id, run.id)
@@ -188,15 +202,7 @@ async def test_nothing_is_served_before_a_feed_is_watched() -> None:
 async def test_a_read_in_flight_when_the_run_changes_is_not_kept() -> None:
     s = Setup()
     run = await s.new_run()
-    old = await s.backing.get_run(run.tenant_id, run.id)
-    release = asyncio.Event()
-
-    async def slow_read() -> Run:
-        await release.wait()
-        return old
-
-    reading = asyncio.create_task(s.cache.run(run.tenant_id, run.id, slow_read))
-    await asyncio.sleep(0)
+    reading, release = await s.slow_read(run)
     await s.change_elsewhere(run)  # the notice arrives while the old row is on its way
     release.set()
 
@@ -208,15 +214,7 @@ async def test_a_read_in_flight_when_the_run_changes_is_not_kept() -> None:
 async def test_a_read_in_flight_when_this_process_writes_is_not_kept() -> None:
     s = Setup()
     run = await s.new_run()
-    old = await s.backing.get_run(run.tenant_id, run.id)
-    release = asyncio.Event()
-
-    async def slow_read() -> Run:
-        await release.wait()
-        return old
-
-    reading = asyncio.create_task(s.cache.run(run.tenant_id, run.id, slow_read))
-    await asyncio.sleep(0)
+    reading, release = await s.slow_read(run)
     await s.store.append(
         run.id, [heartbeat()], expected_seq=1, context=EventContext(tenant_id=run.tenant_id)
     )
@@ -229,15 +227,7 @@ async def test_a_read_in_flight_when_this_process_writes_is_not_kept() -> None:
 async def test_a_read_in_flight_across_a_feed_loss_is_not_kept() -> None:
     s = Setup()
     run = await s.new_run()
-    old = await s.backing.get_run(run.tenant_id, run.id)
-    release = asyncio.Event()
-
-    async def slow_read() -> Run:
-        await release.wait()
-        return old
-
-    reading = asyncio.create_task(s.cache.run(run.tenant_id, run.id, slow_read))
-    await asyncio.sleep(0)
+    reading, release = await s.slow_read(run)
     s.cache.feed_lost()
     await s.change_elsewhere(run, announce=False)  # its notice is lost with the feed
     s.cache.feed_restored()
