@@ -27,10 +27,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from adapters.postgres.event_store import PostgresEventStore
 from codeforge.domain.errors import Conflict
-from codeforge.domain.events import Event, HeartbeatRecorded, RunRequested, encode_payload
-from codeforge.domain.ids import new_id
-from codeforge.domain.runs import Run
-from codeforge.ports.events import EventContext, OutboxMessage
+from codeforge.domain.events import Event, HeartbeatRecorded, encode_payload
+from codeforge.ports.events import EventContext
 from tests.benchmarks.conftest import (
     CodeforgeServer,
     LoadResult,
@@ -42,6 +40,7 @@ from tests.benchmarks.conftest import (
     require,
     seed_run,
 )
+from tests.support.runs import create_run
 
 # -- GET /api/v1/runs/{id} against a bare Litestar endpoint ---------------------------
 
@@ -114,22 +113,12 @@ def heartbeats(count: int) -> list[Event]:
     return [HeartbeatRecorded(worker=f"worker-{i}", lease_expires_at=expires) for i in range(count)]
 
 
-async def new_run(store: PostgresEventStore, tenant: uuid.UUID) -> Run:
-    requested = RunRequested(
-        project_id=new_id(), task_id=new_id(), agent_id=new_id(), mode="mount", deliver="patch"
-    )
-    run = Run.requested(new_id(), tenant, requested, datetime.now(UTC))
-    outbox = OutboxMessage(id=new_id(), subject="runs.start", payload={"run_id": str(run.id)})
-    await store.create_run(run, requested, outbox, EventContext(tenant_id=tenant))
-    return run
-
-
 async def test_batched_appends_keep_at_least_half_the_rate_of_raw_inserts(
     pg_pool: AsyncConnectionPool, tenant_id: uuid.UUID
 ) -> None:
     store = PostgresEventStore(pg_pool)
-    appended_to = await new_run(store, tenant_id)
-    inserted_to = await new_run(store, tenant_id)
+    appended_to = await create_run(store, tenant_id)
+    inserted_to = await create_run(store, tenant_id)
     context = EventContext(tenant_id=tenant_id, request_id="bench")
     events = heartbeats(BATCH)
     payloads = [msgspec.json.encode(encode_payload(e)).decode() for e in events]
@@ -208,7 +197,7 @@ async def test_reading_a_run_of_10000_events_takes_at_most_50_ms(
     pg_pool: AsyncConnectionPool, tenant_id: uuid.UUID
 ) -> None:
     store = PostgresEventStore(pg_pool)
-    run = await new_run(store, tenant_id)
+    run = await create_run(store, tenant_id)
     context = EventContext(tenant_id=tenant_id)
     seq = 1  # RunRequested
     while seq < RUN_EVENTS:

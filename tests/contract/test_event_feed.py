@@ -25,12 +25,13 @@ from adapters.nats.event_feed import NatsEventFeed
 from adapters.postgres.event_feed import PostgresEventFeed, decode_notice, encode_notice
 from adapters.postgres.event_store import PostgresEventStore
 from codeforge.domain.errors import Conflict
-from codeforge.domain.events import RunCompleted, RunRequested, RunStarted
+from codeforge.domain.events import RunCompleted, RunStarted
 from codeforge.domain.ids import new_id
 from codeforge.domain.runs import Run
 from codeforge.ports.errors import DependencyUnavailable
-from codeforge.ports.events import EventContext, EventStore, FeedNotice, OutboxMessage
+from codeforge.ports.events import EventContext, EventStore, FeedNotice
 from codeforge.services.event_log import EventLog
+from tests.support.runs import create_run
 
 pytestmark = pytest.mark.contract
 
@@ -74,16 +75,6 @@ async def eventually(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         await asyncio.sleep(0.01)
-
-
-async def create_run(store: EventStore, tenant: uuid.UUID) -> Run:
-    requested = RunRequested(
-        project_id=new_id(), task_id=new_id(), agent_id=new_id(), mode="mount", deliver="patch"
-    )
-    run = Run.requested(new_id(), tenant, requested, datetime.now(UTC))
-    outbox = OutboxMessage(id=new_id(), subject="runs.start", payload={"run_id": str(run.id)})
-    await store.create_run(run, requested, outbox, EventContext(tenant_id=tenant))
-    return run
 
 
 class Watcher:

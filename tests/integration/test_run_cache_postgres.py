@@ -22,12 +22,12 @@ from adapters.nats.event_feed import NatsEventFeed
 from adapters.nats.server import NatsServer
 from adapters.postgres.event_feed import PostgresEventFeed
 from adapters.postgres.event_store import PostgresEventStore
-from codeforge.domain.events import HeartbeatRecorded, RunRequested
-from codeforge.domain.ids import new_id
+from codeforge.domain.events import HeartbeatRecorded
 from codeforge.domain.runs import Run
-from codeforge.ports.events import EventContext, OutboxMessage
+from codeforge.ports.events import EventContext
 from codeforge.services.event_log import EventLog
 from codeforge.services.run_cache import CachingEventStore, RunCache, watched_cache
+from tests.support.runs import create_run
 
 WAIT = 5.0
 # The listener stays away this long after its connection is killed.
@@ -63,16 +63,6 @@ async def eventually(condition: Callable[[], bool], within: float = WAIT) -> Non
         await asyncio.sleep(0.005)
 
 
-async def new_run(store: PostgresEventStore | EventLog, tenant: uuid.UUID) -> Run:
-    requested = RunRequested(
-        project_id=new_id(), task_id=new_id(), agent_id=new_id(), mode="mount", deliver="patch"
-    )
-    run = Run.requested(new_id(), tenant, requested, datetime.now(UTC))
-    outbox = OutboxMessage(id=new_id(), subject="runs.start", payload={"run_id": str(run.id)})
-    await store.create_run(run, requested, outbox, EventContext(tenant_id=tenant))
-    return run
-
-
 async def beat(store: PostgresEventStore | EventLog, run: Run, after: int) -> None:
     await store.append(
         run.id,
@@ -89,7 +79,7 @@ async def seq(store: CachingEventStore, run: Run) -> int:
 async def test_another_pools_append_is_read_within_milliseconds(
     here: CachingEventStore, elsewhere: PostgresEventStore, tenant_id: uuid.UUID
 ) -> None:
-    run = await new_run(elsewhere, tenant_id)
+    run = await create_run(elsewhere, tenant_id)
     await seq(here, run)
     assert await seq(here, run) == 1
     assert here.cache.hits == 1
@@ -115,7 +105,7 @@ async def test_while_the_listener_is_lost_every_read_goes_to_the_database(
     elsewhere: PostgresEventStore,
     tenant_id: uuid.UUID,
 ) -> None:
-    run = await new_run(elsewhere, tenant_id)
+    run = await create_run(elsewhere, tenant_id)
     await seq(here, run)
     assert await seq(here, run) == 1
     async with pg_pool.connection() as conn:
@@ -142,7 +132,7 @@ async def test_a_closed_feed_leaves_nothing_served_from_memory(
     elsewhere: PostgresEventStore,
     tenant_id: uuid.UUID,
 ) -> None:
-    run = await new_run(elsewhere, tenant_id)
+    run = await create_run(elsewhere, tenant_id)
     await seq(here, run)
     await feed.close()
 
@@ -203,7 +193,7 @@ async def test_another_processs_write_arrives_by_nats_and_a_lost_nats_serves_not
     tenant_id: uuid.UUID,
 ) -> None:
     here, elsewhere = here_on_nats, elsewhere_on_nats
-    run = await new_run(elsewhere, tenant_id)
+    run = await create_run(elsewhere, tenant_id)
     assert await seq(here, run) == 1
     assert await seq(here, run) == 1
     assert here.cache.hits == 1

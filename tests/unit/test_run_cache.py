@@ -15,11 +15,11 @@ import pytest
 from adapters.memory.event_feed import MemoryEventFeed, resync_notice
 from adapters.memory.event_store import MemoryEventStore
 from codeforge.domain.errors import Conflict, NotFound
-from codeforge.domain.events import HeartbeatRecorded, RunRequested, RunStarted
-from codeforge.domain.ids import new_id
+from codeforge.domain.events import HeartbeatRecorded, RunStarted
 from codeforge.domain.runs import Run, RunStatus
-from codeforge.ports.events import EventContext, FeedNotice, OutboxMessage
+from codeforge.ports.events import EventContext, FeedNotice
 from codeforge.services.run_cache import CachingEventStore, RunCache
+from tests.support.runs import create_run
 
 
 class Clock:
@@ -41,14 +41,7 @@ class Setup:
         self.store = CachingEventStore(self.backing, self.cache)
 
     async def new_run(self, tenant: uuid.UUID | None = None) -> Run:
-        tenant = tenant or uuid.uuid4()
-        requested = RunRequested(
-            project_id=new_id(), task_id=new_id(), agent_id=new_id(), mode="mount", deliver="patch"
-        )
-        run = Run.requested(new_id(), tenant, requested, datetime.now(UTC))
-        outbox = OutboxMessage(id=new_id(), subject="runs.start", payload={"run_id": str(run.id)})
-        await self.store.create_run(run, requested, outbox, EventContext(tenant_id=tenant))
-        return run
+        return await create_run(self.store, tenant or uuid.uuid4())
 
     async def slow_read(self, run: Run) -> tuple[asyncio.Task[Run], asyncio.Event]:
         """A read through the cache, under way with the run as it is now, that returns
